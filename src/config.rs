@@ -1,0 +1,258 @@
+//! Configuration: defaults → file → `YIZHAN_*` environment, then validated.
+//!
+//! # Stages
+//! 1. Layering on TOML tables: the embedded `config/yizhan.toml` (the
+//!    documented default, so docs and behaviour cannot drift), the file
+//!    given with `--config`, then `YIZHAN_<SECTION>__<KEY>` variables.
+//! 2. Each section is deserialised into a raw struct that denies unknown
+//!    keys; failures are collected per section rather than stopping at the
+//!    first.
+//! 3. [`Config::try_from`] checks values and collects **every** problem,
+//!    each naming the key, the value and what is expected.
+
+mod layer;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::carrier::Carriers;
+use crate::clock::ClockCheck;
+use crate::code::{OfflinePolicy, TrustedKeys};
+
+pub use layer::DEFAULT_TOML;
+
+/// A configuration that could not be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// `[station]`: who this kiosk is.
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub id: String,
+    pub device_id: String,
+    pub name: String,
+    pub pickup_sla_h: u32,
+    pub min_photos: u32,
+    pub clock_check: ClockCheck,
+}
+
+/// `[storage]`: where data lives and how much of it.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub max_photo_bytes: u64,
+    pub photo_max_px: u32,
+    pub min_free_mb: u64,
+    pub event_retention_days: u32,
+    pub photo_retention_days: u32,
+}
+
+/// `[api]`: the local HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[codes]`: return-code policy and trusted platform keys.
+#[derive(Debug, Clone)]
+pub struct CodesConfig {
+    pub offline_policy: OfflinePolicy,
+    pub trusted_keys: TrustedKeys,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub station: StationConfig,
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub codes: CodesConfig,
+    pub carriers: Carriers,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let table = layer::layered(file, env)?;
+        let raw = raw::Raw::from_table(table).map_err(ConfigError::Invalid)?;
+        raw.validate().map_err(ConfigError::Invalid)
+    }
+
+    /// The embedded defaults alone.
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::load_with_env(None, std::iter::empty())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("yizhan.db")
+    }
+
+    pub fn photos_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("photos")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.storage.data_dir.join("device.key")
+    }
+
+    pub fn backups_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("backups")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_toml(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_env(Some(&path), env(vars))
+    }
+
+    #[test]
+    fn every_file_in_config_dir_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load_with_env(Some(&path), [])
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+
+    #[test]
+    fn defaults_are_as_documented() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!((c.station.pickup_sla_h, c.station.min_photos), (48, 1));
+        assert_eq!(c.storage.max_photo_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.storage.photo_max_px, 1600);
+        assert_eq!(c.codes.offline_policy, OfflinePolicy::Provisional);
+        assert_eq!(
+            c.carriers
+                .detect("SF1234567890123")
+                .map(|c| c.code.as_str()),
+            Some("SF")
+        );
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let c = load_toml(
+            "[api]\nlisten = \"127.0.0.1:9000\"\n[station]\nid = \"ST-9\"\n",
+            &[
+                ("YIZHAN_STATION__ID", "ST-ENV"),
+                ("YIZHAN_STATION__PICKUP_SLA_H", "12"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.api.listen.port(), 9000);
+        assert_eq!(c.station.id, "ST-ENV");
+        assert_eq!(c.station.pickup_sla_h, 12);
+        assert_eq!(
+            c.station.device_id, "kiosk-a",
+            "untouched keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_key_value_and_expectation() {
+        let err = load_toml(
+            "[station]\nid = \"\"\npickup_sla_h = 0\n[api]\nlisten = \"nowhere\"\n\
+             [codes]\noffline_policy = \"maybe\"\n[codes.trusted_keys]\nk1 = \"AAAA\"\n\
+             [log]\nformat = \"xml\"\n[[carriers]]\ncode = \"X\"\nname = \"x\"\npattern = \"(\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "station.id = \"\"",
+            "station.pickup_sla_h = 0",
+            "api.listen = \"nowhere\"",
+            "codes.offline_policy = \"maybe\"",
+            "codes.trusted_keys.k1",
+            "log.format = \"xml\"",
+            "carriers[0].pattern",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused() {
+        let err = load_toml(
+            "[station]\nidd = \"x\"\n[storage]\nmin_free_mb = \"lots\"\n[extra]\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("idd"), "{err}");
+        assert!(err.contains("storage"), "{err}");
+        assert!(err.contains("extra"), "{err}");
+        let err = Config::load_with_env(None, env(&[("YIZHAN_API__LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = Config::load_with_env(None, env(&[("YIZHAN_STATION__MIN_PHOTOS", "two")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("YIZHAN_STATION__MIN_PHOTOS"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_and_unparsable_files_say_so() {
+        let missing =
+            Config::load_with_env(Some(Path::new("/nonexistent/y.toml")), []).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }));
+        let bad = load_toml("[station\n", &[]).unwrap_err();
+        assert!(matches!(bad, ConfigError::Syntax { .. }), "{bad}");
+    }
+}

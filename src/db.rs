@@ -1,0 +1,313 @@
+//! The SQLite database: opening it, its pragmas, migrations, and the one
+//! place where blocking SQLite work meets async code.
+//!
+//! # Invariants
+//! - One writer connection, serialised by a mutex; every write runs in one
+//!   transaction through [`Db::write`] (or [`Db::write_blocking`] from the CLI).
+//! - WAL with `synchronous=FULL`: a commit made with [`Durability::Full`] is on
+//!   disk when it returns. Drafts, which promise nothing (SPEC §3), may use
+//!   [`Durability::Relaxed`]; the next full commit flushes them too.
+//! - Readers use their own connections, so a scan decision never waits
+//!   behind an fsync.
+//! - The bundled SQLite is at least 3.51.3 (the WAL-reset corruption fix);
+//!   anything older is refused at open.
+
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use migrate::{latest_version, MIGRATIONS};
+
+/// The oldest SQLite we accept: 3.51.3 fixes WAL-reset database corruption.
+pub const MIN_SQLITE_VERSION: i32 = 3_051_003;
+
+/// How long a connection waits for a lock held by another process (the CLI
+/// beside the daemon) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections kept open beside the writer.
+const READERS: usize = 2;
+
+/// What went wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "SQLite {found} is too old: yizhan needs {needed} or newer (WAL-reset corruption fix)"
+    )]
+    SqliteTooOld { found: String, needed: String },
+    #[error("the database at {path} has schema version {found}, newer than this yizhan knows ({supported}); run a newer yizhan or restore a backup")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("backup before migration failed: {0}")]
+    Backup(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Whether a write transaction must be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd before returning: every state change and its event.
+    Full,
+    /// Durable at the next full commit or checkpoint: drafts only.
+    Relaxed,
+}
+
+/// A cheap, cloneable handle to the station database.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Before a migration of an existing database a backup is written to
+    /// `backup_dir`.
+    pub fn open(path: &Path, backup_dir: &Path) -> Result<Db, DbError> {
+        check_sqlite_version()?;
+        let mut writer = open_connection(path, false)?;
+        migrate::run(&mut writer, path, backup_dir)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in one write transaction off the async threads and commits it.
+    pub async fn write<T, E, F>(&self, durability: Durability, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || db.write_blocking(durability, f)).await
+    }
+
+    /// Runs `f` with a read connection off the async threads.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || db.read_blocking(f)).await
+    }
+
+    /// Runs `f` with the writer connection itself, for work that spans more
+    /// than one transaction or must hold the writer while touching files.
+    pub async fn with_writer<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || f(&mut db.writer())).await
+    }
+
+    /// [`Db::write`] for synchronous callers (the CLI, tests).
+    pub fn write_blocking<T, E, F>(&self, durability: Durability, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let mut conn = self.writer();
+        transaction(&mut conn, durability, f)
+    }
+
+    /// [`Db::read`] for synchronous callers.
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Connection) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        f(&self.reader())
+    }
+
+    /// Checkpoints the WAL into the main file; called at clean shutdown so
+    /// the next start (or a copy of the file) needs no recovery.
+    pub fn checkpoint(&self) -> Result<(), DbError> {
+        self.writer()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open (it
+        // rolls back on drop), so a poisoned lock is still a usable one.
+        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let readers = &self.inner.readers;
+        for conn in readers {
+            if let Ok(guard) = conn.try_lock() {
+                return guard;
+            }
+        }
+        let i = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        readers[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `f` in an immediate transaction on `conn` with the given durability.
+pub fn transaction<T, E, F>(conn: &mut Connection, durability: Durability, f: F) -> Result<T, E>
+where
+    F: FnOnce(&Transaction<'_>) -> Result<T, E>,
+    E: From<DbError>,
+{
+    let relaxed = durability == Durability::Relaxed;
+    if relaxed {
+        set_synchronous(conn, "NORMAL")?;
+    }
+    let result = (|| {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(DbError::from)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(DbError::from)?;
+        Ok(value)
+    })();
+    if relaxed {
+        set_synchronous(conn, "FULL")?;
+    }
+    result
+}
+
+fn set_synchronous(conn: &Connection, level: &str) -> Result<(), DbError> {
+    conn.pragma_update(None, "synchronous", level)?;
+    Ok(())
+}
+
+async fn spawn<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+}
+
+fn check_sqlite_version() -> Result<(), DbError> {
+    let found = rusqlite::version_number();
+    if found < MIN_SQLITE_VERSION {
+        return Err(DbError::SqliteTooOld {
+            found: rusqlite::version().to_owned(),
+            needed: "3.51.3".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let open_err = |source| DbError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    if !read_only {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(open_err)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_sqlite_has_the_wal_reset_fix() {
+        assert!(
+            rusqlite::version_number() >= MIN_SQLITE_VERSION,
+            "{}",
+            rusqlite::version()
+        );
+    }
+
+    #[test]
+    fn pragmas_are_wal_full_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.read_blocking(|c| -> Result<(), DbError> {
+            let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+            assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn relaxed_write_restores_full_synchronous() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Relaxed, |tx| -> Result<(), DbError> {
+            tx.execute("INSERT INTO meta VALUES ('a', 'b')", [])?;
+            Ok(())
+        })
+        .unwrap();
+        let sync: i64 = db
+            .writer()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2);
+    }
+}

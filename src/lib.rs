@@ -1,0 +1,20 @@
+//! yizhan: the edge agent of a parcel drop-off station for e-commerce
+//! returns. See `SPEC.md` (shared) for the product contract.
+//!
+//! The binary (`src/main.rs`) only parses the command line and maps errors
+//! to exit codes; everything else lives here so tests and benchmarks can
+//! drive the real thing.
+#![deny(unsafe_code)]
+
+pub mod carrier;
+pub mod clock;
+pub mod code;
+pub mod config;
+pub mod db;
+pub mod identity;
+pub mod manifest;
+pub mod outbox;
+pub mod parcel;
+pub mod photo;
+pub mod receipt;
+pub mod token;

@@ -1,0 +1,321 @@
+//! The outbox of SPEC §5: every committed transition appends one event in
+//! the same SQLite transaction as the state change.
+//!
+//! # Invariants
+//! - `seq` comes from the `event_seq` counter bumped inside the writing
+//!   transaction, so committed events number 1, 2, 3… with no gaps, and a
+//!   rolled-back transaction takes its number with it.
+//! - `event_id` is a fresh ULID: the platform's idempotency key.
+//! - `occurred_at` is the counter time; `clock_trusted` is false when the OS
+//!   says the clock is unsynchronised or when it reads earlier than the last
+//!   committed event.
+//! - Rows are never deleted here; delivery state is the sync side's business.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{self, Clock};
+use crate::db::DbError;
+use crate::parcel::ParcelId;
+
+/// The event types of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Dropped,
+    Accepted,
+    PhotoAdded,
+    Rejected,
+    HandedOver,
+    Bagged,
+    Held,
+    ReturnedToCustomer,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Dropped => "parcel.dropped",
+            EventType::Accepted => "parcel.accepted",
+            EventType::PhotoAdded => "parcel.photo_added",
+            EventType::Rejected => "parcel.rejected",
+            EventType::HandedOver => "parcel.handed_over",
+            EventType::Bagged => "parcel.bagged",
+            EventType::Held => "parcel.held",
+            EventType::ReturnedToCustomer => "parcel.returned_to_customer",
+        }
+    }
+}
+
+/// Who is writing events: the station and device identity, and its clock.
+#[derive(Debug, Clone)]
+pub struct EventSource {
+    pub station_id: String,
+    pub device_id: String,
+    pub clock: Clock,
+}
+
+/// The envelope exactly as it goes over the wire (SPEC §5).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Envelope {
+    pub event_id: String,
+    pub station_id: String,
+    pub device_id: String,
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub occurred_at: String,
+    pub clock_trusted: bool,
+    pub parcel_id: String,
+    pub return_no: String,
+    pub data: Value,
+}
+
+/// Appends one event inside `tx` and returns its envelope.
+pub fn append(
+    tx: &Transaction<'_>,
+    source: &EventSource,
+    kind: EventType,
+    parcel_id: &ParcelId,
+    return_no: &str,
+    data: Value,
+) -> Result<Envelope, DbError> {
+    let (now, synced) = source.clock.now();
+    let occurred_at = clock::format(now);
+    let seq: i64 = tx.query_row(
+        "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' RETURNING value",
+        [],
+        |r| r.get(0),
+    )?;
+    let last: Option<String> = tx
+        .query_row(
+            "SELECT occurred_at FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    // Fixed-width UTC text compares like the times it names.
+    let behind = last.is_some_and(|last| occurred_at < last);
+    let envelope = Envelope {
+        event_id: ulid::Ulid::new().to_string(),
+        station_id: source.station_id.clone(),
+        device_id: source.device_id.clone(),
+        seq,
+        kind: kind.as_str().to_owned(),
+        occurred_at,
+        clock_trusted: synced && !behind,
+        parcel_id: parcel_id.to_string(),
+        return_no: return_no.to_owned(),
+        data,
+    };
+    let body = serde_json::to_string(&envelope).map_err(|e| DbError::Task(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            envelope.event_id,
+            envelope.kind,
+            envelope.parcel_id,
+            envelope.occurred_at,
+            body
+        ],
+    )?;
+    Ok(envelope)
+}
+
+/// An outbox row with its delivery state.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub parcel_id: Option<String>,
+    pub occurred_at: String,
+    pub delivered_at: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub dead_at: Option<String>,
+    pub dead_reason: Option<String>,
+    pub envelope: Value,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Not yet delivered and not dead, oldest first.
+    Pending,
+    /// Given up on by the platform, waiting for an operator.
+    Dead,
+    /// Everything, newest first.
+    All,
+}
+
+const RECORD_COLUMNS: &str = "seq, event_id, type, parcel_id, occurred_at, delivered_at, attempts,
+     last_error, dead_at, dead_reason, body";
+
+/// Lists up to `limit` events matching `filter`.
+pub fn list(conn: &Connection, filter: Filter, limit: u32) -> Result<Vec<EventRecord>, DbError> {
+    let clause = match filter {
+        Filter::Pending => "WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY seq ASC",
+        Filter::Dead => "WHERE dead_at IS NOT NULL ORDER BY seq ASC",
+        Filter::All => "ORDER BY seq DESC",
+    };
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM events {clause} LIMIT ?1");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([limit], record)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One event by `seq` or `event_id`.
+pub fn get(conn: &Connection, key: &str) -> Result<Option<EventRecord>, DbError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM events WHERE event_id = ?1 OR seq = ?2");
+    let seq = key.parse::<i64>().unwrap_or(-1);
+    Ok(conn.query_row(&sql, params![key, seq], record).optional()?)
+}
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRecord> {
+    let body: String = r.get(10)?;
+    Ok(EventRecord {
+        seq: r.get(0)?,
+        event_id: r.get(1)?,
+        kind: r.get(2)?,
+        parcel_id: r.get(3)?,
+        occurred_at: r.get(4)?,
+        delivered_at: r.get(5)?,
+        attempts: r.get(6)?,
+        last_error: r.get(7)?,
+        dead_at: r.get(8)?,
+        dead_reason: r.get(9)?,
+        envelope: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    })
+}
+
+/// How far behind delivery is.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Backlog {
+    pub pending_events: i64,
+    pub oldest_pending_at: Option<String>,
+    pub oldest_pending_s: Option<i64>,
+    pub dead_letters: i64,
+    pub last_seq: i64,
+    pub last_delivered_at: Option<String>,
+}
+
+/// Counts of the outbox for status, metrics and the API.
+pub fn backlog(conn: &Connection) -> Result<Backlog, DbError> {
+    let (pending_events, oldest_pending_at): (i64, Option<String>) = conn.query_row(
+        "SELECT COUNT(*), MIN(occurred_at) FROM events
+         WHERE delivered_at IS NULL AND dead_at IS NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let dead_letters: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM events WHERE dead_at IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    let last_seq: i64 = conn.query_row(
+        "SELECT value FROM counters WHERE name = 'event_seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    let last_delivered_at: Option<String> =
+        conn.query_row("SELECT MAX(delivered_at) FROM events", [], |r| r.get(0))?;
+    let oldest_pending_s = oldest_pending_at
+        .as_deref()
+        .and_then(clock::parse)
+        .map(|t| (chrono::Utc::now() - t).num_seconds().max(0));
+    Ok(Backlog {
+        pending_events,
+        oldest_pending_at,
+        oldest_pending_s,
+        dead_letters,
+        last_seq,
+        last_delivered_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ClockCheck;
+    use crate::db::{Db, Durability};
+
+    fn source() -> EventSource {
+        EventSource {
+            station_id: "ST-1".into(),
+            device_id: "k1".into(),
+            clock: Clock::new(ClockCheck::Off),
+        }
+    }
+
+    fn append_one(db: &Db) -> Result<Envelope, DbError> {
+        db.write_blocking(Durability::Full, |tx| {
+            append(
+                tx,
+                &source(),
+                EventType::Rejected,
+                &ParcelId::new(),
+                "RT1",
+                Value::Null,
+            )
+        })
+    }
+
+    #[test]
+    fn seq_is_gap_free_even_across_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        append_one(&db).unwrap();
+        // A transaction that appends and then fails must give its seq back.
+        let failed: Result<(), DbError> = db.write_blocking(Durability::Full, |tx| {
+            append(
+                tx,
+                &source(),
+                EventType::Held,
+                &ParcelId::new(),
+                "RT2",
+                Value::Null,
+            )?;
+            Err(DbError::Task("abort".into()))
+        });
+        assert!(failed.is_err());
+        let second = append_one(&db).unwrap();
+        assert_eq!(second.seq, 2);
+        let all = db.read_blocking(|c| list(c, Filter::Pending, 10)).unwrap();
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(all[1].envelope["event_id"], second.event_id);
+    }
+
+    #[test]
+    fn clock_behind_the_last_event_is_untrusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        assert!(append_one(&db).unwrap().clock_trusted);
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            tx.execute(
+                "UPDATE events SET occurred_at = '2999-01-01T00:00:00.000Z'",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(!append_one(&db).unwrap().clock_trusted);
+    }
+
+    #[test]
+    fn backlog_counts_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        for _ in 0..3 {
+            append_one(&db).unwrap();
+        }
+        let b = db.read_blocking(backlog).unwrap();
+        assert_eq!((b.pending_events, b.last_seq, b.dead_letters), (3, 3, 0));
+        assert!(b.oldest_pending_s.is_some());
+        let got = db.read_blocking(|c| get(c, "2")).unwrap().unwrap();
+        assert_eq!(got.seq, 2);
+    }
+}
