@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use migrate::{latest_version, MIGRATIONS};
+pub use migrate::{backup_to, latest_version, MIGRATIONS};
 
 /// The oldest SQLite we accept: 3.51.3 fixes WAL-reset database corruption.
 pub const MIN_SQLITE_VERSION: i32 = 3_051_003;
@@ -144,7 +144,15 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let db = self.clone();
-        spawn(move || f(&mut db.writer())).await
+        spawn(move || db.with_writer_blocking(f)).await
+    }
+
+    /// [`Db::with_writer`] for synchronous callers.
+    pub fn with_writer_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E>,
+    {
+        f(&mut self.writer())
     }
 
     /// [`Db::write`] for synchronous callers (the CLI, tests).

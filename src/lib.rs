@@ -6,15 +6,22 @@
 //! drive the real thing.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod carrier;
+pub mod checkin;
+pub mod cli;
 pub mod clock;
 pub mod code;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod identity;
+pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod outbox;
 pub mod parcel;
 pub mod photo;
 pub mod receipt;
+pub mod station;
 pub mod token;

@@ -1,0 +1,94 @@
+//! API errors: `{"error":{"code":"…","message":"…"}}` with a 4xx for
+//! anything the caller sent, 5xx only when the station itself failed.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::checkin::CheckinError;
+use crate::db::DbError;
+use crate::photo::PhotoError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+        }
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CheckinError> for ApiError {
+    fn from(e: CheckinError) -> ApiError {
+        use CheckinError as E;
+        use StatusCode as S;
+        let message = e.to_string();
+        let (status, code) = match &e {
+            E::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            E::Transition(_) => (S::CONFLICT, "illegal_transition"),
+            E::Conflict(_) => (S::CONFLICT, "conflict"),
+            E::AlreadyDroppedOff(_) => (S::CONFLICT, "already_dropped_off"),
+            E::WaybillInCustody(_) => (S::CONFLICT, "waybill_in_custody"),
+            E::PhotosRequired { .. } => (S::UNPROCESSABLE_ENTITY, "photos_required"),
+            E::WrongChannel => (S::CONFLICT, "wrong_channel"),
+            E::PhotoNotAllowed(_) => (S::CONFLICT, "photo_not_allowed"),
+            E::NoReceipt(_) => (S::NOT_FOUND, "no_receipt"),
+            E::Invalid { code, .. } => (S::UNPROCESSABLE_ENTITY, *code),
+            E::Photo(p) => photo_status(p),
+            E::Db(d) => db_status(d),
+            E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+fn photo_status(e: &PhotoError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match e {
+        PhotoError::Empty | PhotoError::Undecodable(_) | PhotoError::TooManyPixels { .. } => {
+            (S::UNPROCESSABLE_ENTITY, "invalid_photo")
+        }
+        PhotoError::UnsupportedFormat => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_photo_format"),
+        PhotoError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "photo_too_large"),
+        PhotoError::StorageFull { .. } => (S::INSUFFICIENT_STORAGE, "storage_full"),
+        PhotoError::Io(_) => (S::INTERNAL_SERVER_ERROR, "storage_error"),
+    }
+}
+
+fn db_status(e: &DbError) -> (StatusCode, &'static str) {
+    let busy = matches!(e, DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
+    if busy {
+        (StatusCode::SERVICE_UNAVAILABLE, "busy")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
+    }
+}

@@ -1,0 +1,98 @@
+//! The local HTTP API (SPEC §7): JSON over HTTP/1.1 on `api.listen`.
+//!
+//! # Invariants
+//! - A 2xx on a state change means its event is committed and fsync'd.
+//! - Every error is `{"error":{"code","message"}}`; input problems are 4xx.
+//!   Unknown paths and methods answer in the same shape, and a panic in a
+//!   handler becomes a 500 in that shape instead of a dropped connection.
+
+mod error;
+mod extract;
+mod ops;
+mod parcels;
+
+use std::future::Future;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+
+use crate::station::Station;
+
+/// Builds the router for a station.
+pub fn router(station: Station) -> Router {
+    Router::new()
+        .route("/", get(ops::index))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/scans", post(parcels::scan))
+        .route("/api/v1/parcels", get(parcels::list))
+        .route("/api/v1/parcels/{id}", get(parcels::detail))
+        .route("/api/v1/parcels/{id}/photos", post(parcels::add_photo))
+        .route("/api/v1/parcels/{id}/drop", post(parcels::drop_off))
+        .route("/api/v1/parcels/{id}/accept", post(parcels::accept))
+        .route("/api/v1/parcels/{id}/reject", post(parcels::reject))
+        .route("/api/v1/parcels/{id}/receipt", get(parcels::receipt))
+        .route(
+            "/api/v1/parcels/{id}/receipt.png",
+            get(parcels::receipt_png),
+        )
+        .route(
+            "/api/v1/parcels/{id}/receipt.svg",
+            get(parcels::receipt_svg),
+        )
+        .route("/api/v1/returns", get(ops::lookup))
+        .route("/api/v1/carriers", get(ops::carriers))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            station.clone(),
+            count_errors,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }))
+        .with_state(station)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    station: Station,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(station))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn count_errors(State(station): State<Station>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    station.metrics().http_status(response.status().as_u16());
+    response
+}

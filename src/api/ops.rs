@@ -1,0 +1,104 @@
+//! Operator and lookup endpoints: `/healthz`, `/metrics`, the manual
+//! return lookup, the carrier list, and the kiosk page.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::QueryParams;
+use crate::checkin::CheckinError;
+use crate::metrics::Gauges;
+use crate::station::Station;
+use crate::{manifest, outbox, parcel};
+
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+/// Liveness: the database answers. 503 when it does not.
+pub async fn healthz(State(st): State<Station>) -> Response {
+    let db = st
+        .db()
+        .read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(CheckinError::from)
+        })
+        .await;
+    let (status, db_state) = match &db {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let body = json!({
+        "status": if db.is_ok() { "ok" } else { "unavailable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "station_id": st.config().station.id,
+        "device_id": st.config().station.device_id,
+        "db": db_state,
+        "sqlite": rusqlite::version(),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
+    let sla_h = i64::from(st.config().station.pickup_sla_h);
+    let gauges = st
+        .db()
+        .read(move |c| -> Result<Gauges, CheckinError> {
+            let backlog = outbox::backlog(c)?;
+            let cutoff = crate::clock::format(chrono::Utc::now() - chrono::Duration::hours(sla_h));
+            let counts = parcel::store::counts(c)?;
+            Ok(Gauges {
+                parcels: parcel::State::ALL
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.as_str(),
+                            counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n),
+                        )
+                    })
+                    .collect(),
+                pending_events: backlog.pending_events,
+                oldest_pending_s: backlog.oldest_pending_s.unwrap_or(0),
+                dead_letters: backlog.dead_letters,
+                last_seq: backlog.last_seq,
+                overdue_parcels: parcel::store::overdue(c, &cutoff)?,
+                manifest_entries: manifest::summary(c)?.0,
+            })
+        })
+        .await?;
+    let text = st.metrics().render(&gauges);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Manual lookup by return number, order number or phone last 4.
+pub async fn lookup(
+    State(st): State<Station>,
+    QueryParams(q): QueryParams<LookupQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let query = q.q.trim().to_owned();
+    if query.is_empty() || query.chars().count() > 64 {
+        return Err(ApiError::bad_request("invalid_query", "q must be 1 to 64 characters: a return number, order number or the phone's last 4 digits"));
+    }
+    let returns = st
+        .lookup(query, q.limit.unwrap_or(20).clamp(1, 100))
+        .await?;
+    Ok(Json(json!({ "returns": returns })))
+}
+
+pub async fn carriers(State(st): State<Station>) -> Json<Value> {
+    Json(json!({ "carriers": st.config().carriers.list() }))
+}

@@ -1,0 +1,151 @@
+//! Check-in endpoints: scans, photos, drop, accept, reject, parcels and
+//! receipts.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{body_bytes, JsonBody, PathId, QueryParams};
+use crate::checkin::{AcceptInput, ReceiptView, ScanAnswer};
+use crate::parcel::store::Parcel;
+use crate::parcel::{Channel, State as ParcelState};
+use crate::photo::{Kind, Photo};
+use crate::receipt;
+use crate::station::Station;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    code: String,
+    channel: Channel,
+}
+
+pub async fn scan(
+    State(st): State<Station>,
+    JsonBody(req): JsonBody<ScanRequest>,
+) -> Result<Json<ScanAnswer>, ApiError> {
+    Ok(Json(st.scan(req.code.into_bytes(), req.channel).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoQuery {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+pub async fn add_photo(
+    State(st): State<Station>,
+    PathId(id): PathId,
+    QueryParams(q): QueryParams<PhotoQuery>,
+    body: Body,
+) -> Result<(StatusCode, Json<Photo>), ApiError> {
+    let kind = match q.kind.as_deref() {
+        None => Kind::Parcel,
+        Some(k) => Kind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("kind {k:?} must be label, parcel or damage"),
+            )
+        })?,
+    };
+    let bytes = body_bytes(body, st.config().storage.max_photo_bytes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(st.add_photo(&id, kind, bytes).await?),
+    ))
+}
+
+pub async fn drop_off(
+    State(st): State<Station>,
+    PathId(id): PathId,
+) -> Result<Json<ReceiptView>, ApiError> {
+    Ok(Json(st.drop_off(&id).await?))
+}
+
+pub async fn accept(
+    State(st): State<Station>,
+    PathId(id): PathId,
+    JsonBody(input): JsonBody<AcceptInput>,
+) -> Result<Json<ReceiptView>, ApiError> {
+    Ok(Json(st.accept(&id, input).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    reason: String,
+    #[serde(default)]
+    clerk_id: Option<String>,
+}
+
+pub async fn reject(
+    State(st): State<Station>,
+    PathId(id): PathId,
+    JsonBody(req): JsonBody<RejectRequest>,
+) -> Result<Json<Parcel>, ApiError> {
+    Ok(Json(st.reject(&id, req.reason, req.clerk_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(st): State<Station>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = q
+        .state
+        .map(|s| {
+            s.parse::<ParcelState>()
+                .map_err(|e| ApiError::bad_request("invalid_query", e))
+        })
+        .transpose()?;
+    let parcels = st
+        .parcels(state, q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(serde_json::json!({ "parcels": parcels })))
+}
+
+pub async fn detail(
+    State(st): State<Station>,
+    PathId(id): PathId,
+) -> Result<Json<Parcel>, ApiError> {
+    Ok(Json(st.parcel(&id).await?))
+}
+
+pub async fn receipt(
+    State(st): State<Station>,
+    PathId(id): PathId,
+) -> Result<Json<ReceiptView>, ApiError> {
+    let parcel = st.parcel(&id).await?;
+    Ok(Json(st.receipt(&parcel)?))
+}
+
+pub async fn receipt_png(
+    State(st): State<Station>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let token = st.receipt_token(&id).await?;
+    let png = receipt::render_png(&token).map_err(crate::checkin::CheckinError::from)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+pub async fn receipt_svg(
+    State(st): State<Station>,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let token = st.receipt_token(&id).await?;
+    let svg = receipt::render_svg(&token).map_err(crate::checkin::CheckinError::from)?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}

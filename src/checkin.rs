@@ -1,0 +1,502 @@
+//! The check-in path (SPEC §2.1, §2.2): scan → photos → drop or accept (or
+//! reject), each step a method on [`Station`].
+//!
+//! # Invariants
+//! - A scan that is accepted opens a `draft`; drafts are written with
+//!   relaxed durability because they promise nothing (SPEC §3).
+//! - Every other change commits its state and its outbox event in one
+//!   fsync'd transaction before the method returns: a caller that sees `Ok`
+//!   may tell the customer the parcel is in custody.
+//! - A photo file is durable before the row naming it, and both happen while
+//!   holding the writer, so draft clean-up cannot race a new photo.
+
+mod error;
+mod input;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+pub use error::CheckinError;
+pub use input::AcceptInput;
+
+use crate::code::{self, Decision, Facts, Parsed, Reason, Source};
+use crate::db::{self, Durability};
+use crate::manifest::{self, Item};
+use crate::metrics::Counted;
+use crate::outbox::{self, EventType};
+use crate::parcel::store::{self, Changes, NewDraft, Parcel, StoreError};
+use crate::parcel::{Action, Channel, ParcelId, State};
+use crate::photo::{self, Kind, Photo, PhotoError};
+use crate::receipt;
+use crate::station::Station;
+
+/// The answer to a scan (SPEC §4).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanAnswer {
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Words for the screen: zh-CN and English.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parcel_id: Option<ParcelId>,
+    #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
+    pub return_info: Option<ReturnInfo>,
+}
+
+/// Text for people, in both languages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+/// What the station knows about the scanned return.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReturnInfo {
+    pub return_no: String,
+    pub merchant_id: Option<String>,
+    pub order_no: Option<String>,
+    pub expires_at: Option<i64>,
+    pub items: Vec<Item>,
+    pub source: Source,
+}
+
+/// A receipt as the API hands it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptView {
+    pub receipt_id: String,
+    pub token: String,
+    pub parcel_id: ParcelId,
+    pub return_no: String,
+    pub station_name: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waybill_no: Option<String>,
+    pub png: String,
+    pub svg: String,
+}
+
+impl Station {
+    /// Parses and decides a scanned code; on acceptance opens a draft.
+    pub async fn scan(&self, input: Vec<u8>, channel: Channel) -> Result<ScanAnswer, CheckinError> {
+        let cfg = self.config();
+        let parsed = match code::parse(&input, &cfg.codes.trusted_keys, &cfg.station.id) {
+            Ok(p) => p,
+            Err(reason) => return Ok(self.rejected(reason, None)),
+        };
+        let rn = parsed.return_no().to_owned();
+        let facts = self
+            .db()
+            .read(move |c| -> Result<Facts, CheckinError> {
+                Ok(Facts {
+                    manifest: manifest::get(c, &rn)?,
+                    in_custody: store::return_in_custody(c, &rn)?,
+                })
+            })
+            .await?;
+        let now = chrono::Utc::now().timestamp();
+        let info = return_info(&parsed, &facts);
+        let (provisional, source) =
+            match code::decide(&parsed, &facts, cfg.codes.offline_policy, now) {
+                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info))),
+                Decision::Accept {
+                    provisional,
+                    source,
+                } => (provisional, source),
+            };
+        let draft = NewDraft {
+            return_no: info.return_no.clone(),
+            merchant_id: info.merchant_id.clone(),
+            order_no: info.order_no.clone(),
+            channel,
+            provisional,
+            source,
+        };
+        let id = self
+            .db()
+            .write(Durability::Relaxed, move |tx| {
+                store::insert_draft(tx, &draft).map_err(CheckinError::from)
+            })
+            .await?;
+        self.metrics().scan(Ok(provisional));
+        Ok(ScanAnswer {
+            decision: if provisional {
+                "accept_provisional"
+            } else {
+                "accept"
+            },
+            reason: None,
+            message: None,
+            parcel_id: Some(id),
+            return_info: Some(info),
+        })
+    }
+
+    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>) -> ScanAnswer {
+        self.metrics().scan(Err(reason));
+        let (zh, en) = reason.words();
+        ScanAnswer {
+            decision: "reject",
+            reason: Some(reason),
+            message: Some(Message { zh, en }),
+            parcel_id: None,
+            return_info: info,
+        }
+    }
+
+    /// Stores a photo of parcel `id`. Photos added after the draft stage
+    /// commit a `parcel.photo_added` event.
+    pub async fn add_photo(
+        &self,
+        id: &ParcelId,
+        kind: Kind,
+        bytes: Vec<u8>,
+    ) -> Result<Photo, CheckinError> {
+        let result = self.add_photo_inner(id, kind, bytes).await;
+        self.metrics().photo(result.is_ok());
+        result
+    }
+
+    async fn add_photo_inner(
+        &self,
+        id: &ParcelId,
+        kind: Kind,
+        bytes: Vec<u8>,
+    ) -> Result<Photo, CheckinError> {
+        let limit = self.config().storage.max_photo_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(PhotoError::TooLarge {
+                size: bytes.len() as u64,
+                limit,
+            }
+            .into());
+        }
+        let state = self.parcel(id).await?.state;
+        if !accepts_photos(state) {
+            return Err(CheckinError::PhotoNotAllowed(state));
+        }
+        self.photos().check_free_space()?;
+        let max_px = self.config().storage.photo_max_px;
+        let processed = tokio::task::spawn_blocking(move || photo::process(&bytes, max_px))
+            .await
+            .map_err(|e| CheckinError::Internal(e.to_string()))??;
+        let photo = Photo {
+            sha256: processed.sha256.clone(),
+            bytes: processed.jpeg.len() as u64,
+            width: processed.width,
+            height: processed.height,
+            kind,
+        };
+        let (station, id, stored) = (self.clone(), id.clone(), photo.clone());
+        self.db()
+            .with_writer(move |conn| {
+                station.attach_photo_locked(conn, &id, &stored, &processed.jpeg)
+            })
+            .await?;
+        Ok(photo)
+    }
+
+    /// Runs with the writer held: file first (durable), then the row.
+    fn attach_photo_locked(
+        &self,
+        conn: &mut rusqlite::Connection,
+        id: &ParcelId,
+        photo: &Photo,
+        jpeg: &[u8],
+    ) -> Result<(), CheckinError> {
+        self.photos().ensure(&photo.sha256, jpeg)?;
+        let state = store::get(conn, id)?
+            .ok_or_else(|| CheckinError::NotFound(id.clone()))?
+            .state;
+        let durability = if state == State::Draft {
+            Durability::Relaxed
+        } else {
+            Durability::Full
+        };
+        let result = db::transaction(conn, durability, |tx| -> Result<(), CheckinError> {
+            let parcel = store::get(tx, id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
+            if !accepts_photos(parcel.state) {
+                return Err(CheckinError::PhotoNotAllowed(parcel.state));
+            }
+            let added = store::attach_photo(tx, id, photo)?;
+            if added && parcel.state != State::Draft {
+                let data = json!({ "photo": photo });
+                outbox::append(
+                    tx,
+                    self.events(),
+                    EventType::PhotoAdded,
+                    id,
+                    &parcel.return_no,
+                    data,
+                )?;
+                self.metrics().transition(Counted::PhotoAdded);
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            let referenced: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1)",
+                    [&photo.sha256],
+                    |r| r.get(0),
+                )
+                .unwrap_or(true);
+            if !referenced {
+                let _ = self.photos().remove(&photo.sha256);
+            }
+        }
+        result
+    }
+
+    /// Self-service drop-off: `draft` → `dropped`; custody starts.
+    pub async fn drop_off(&self, id: &ParcelId) -> Result<ReceiptView, CheckinError> {
+        let parcel = self.parcel(id).await?;
+        if parcel.channel != Channel::SelfService {
+            return Err(CheckinError::WrongChannel);
+        }
+        self.require_photos(&parcel)?;
+        let station = self.clone();
+        let id = id.clone();
+        let parcel = self
+            .db()
+            .write(Durability::Full, move |tx| {
+                let changes = Changes {
+                    receipt_id: Some(ulid::Ulid::new().to_string()),
+                    ..Changes::default()
+                };
+                let p = store::transition(tx, &id, Action::Drop, changes)?;
+                let data = json!({
+                    "channel": p.channel, "photos": p.photos, "receipt_id": p.receipt_id,
+                    "provisional": p.provisional,
+                });
+                outbox::append(
+                    tx,
+                    station.events(),
+                    EventType::Dropped,
+                    &id,
+                    &p.return_no,
+                    data,
+                )?;
+                Ok::<_, CheckinError>(p)
+            })
+            .await?;
+        self.metrics().transition(Counted::Dropped);
+        self.receipt(&parcel)
+    }
+
+    /// A clerk accepts the parcel with its waybill: `draft`/`dropped` →
+    /// `accepted`.
+    pub async fn accept(
+        &self,
+        id: &ParcelId,
+        input: AcceptInput,
+    ) -> Result<ReceiptView, CheckinError> {
+        let parcel = self.parcel(id).await?;
+        // Refuse an impossible transition before complaining about fields.
+        parcel.state.apply(Action::Accept)?;
+        self.require_photos(&parcel)?;
+        let rn = parcel.return_no.clone();
+        let expected = self
+            .db()
+            .read(move |c| {
+                Ok::<_, CheckinError>(manifest::get(c, &rn)?.map(|m| m.items).unwrap_or_default())
+            })
+            .await?;
+        let changes = input.into_changes(&self.config().carriers, &expected)?;
+        let station = self.clone();
+        let id = id.clone();
+        let parcel = self
+            .db()
+            .write(Durability::Full, move |tx| {
+                let p = store::transition(tx, &id, Action::Accept, changes)?;
+                outbox::append(
+                    tx,
+                    station.events(),
+                    EventType::Accepted,
+                    &id,
+                    &p.return_no,
+                    accepted_data(&p),
+                )?;
+                Ok::<_, CheckinError>(p)
+            })
+            .await?;
+        self.metrics().transition(Counted::Accepted);
+        self.receipt(&parcel)
+    }
+
+    /// A clerk rejects a draft: `draft` → `rejected`.
+    pub async fn reject(
+        &self,
+        id: &ParcelId,
+        reason: String,
+        clerk_id: Option<String>,
+    ) -> Result<Parcel, CheckinError> {
+        let reason = input::bounded_text("reason", reason, 200)?;
+        let station = self.clone();
+        let id = id.clone();
+        let parcel = self
+            .db()
+            .write(Durability::Full, move |tx| {
+                let changes = Changes {
+                    reject_reason: Some(reason.clone()),
+                    clerk_id: clerk_id.clone(),
+                    ..Changes::default()
+                };
+                let p = store::transition(tx, &id, Action::Reject, changes)?;
+                let mut data = json!({ "reason": reason });
+                if let Some(clerk) = clerk_id {
+                    data["clerk_id"] = Value::String(clerk);
+                }
+                outbox::append(
+                    tx,
+                    station.events(),
+                    EventType::Rejected,
+                    &id,
+                    &p.return_no,
+                    data,
+                )?;
+                Ok::<_, CheckinError>(p)
+            })
+            .await?;
+        self.metrics().transition(Counted::Rejected);
+        Ok(parcel)
+    }
+
+    /// One parcel with its photos.
+    pub async fn parcel(&self, id: &ParcelId) -> Result<Parcel, CheckinError> {
+        let key = id.clone();
+        self.db()
+            .read(move |c| store::get(c, &key).map_err(CheckinError::from))
+            .await?
+            .ok_or_else(|| CheckinError::NotFound(id.clone()))
+    }
+
+    /// Parcels, newest first, optionally in one state.
+    pub async fn parcels(
+        &self,
+        state: Option<State>,
+        limit: u32,
+    ) -> Result<Vec<Parcel>, CheckinError> {
+        self.db()
+            .read(move |c| store::list(c, state, limit).map_err(CheckinError::from))
+            .await
+    }
+
+    /// The manual lookup of SPEC §2.1.
+    pub async fn lookup(
+        &self,
+        query: String,
+        limit: u32,
+    ) -> Result<Vec<manifest::ReturnEntry>, CheckinError> {
+        self.db()
+            .read(move |c| manifest::lookup(c, &query, limit).map_err(CheckinError::from))
+            .await
+    }
+
+    /// The receipt token of a parcel that has one.
+    pub async fn receipt_token(&self, id: &ParcelId) -> Result<String, CheckinError> {
+        let parcel = self.parcel(id).await?;
+        Ok(self.receipt(&parcel)?.token)
+    }
+
+    /// The receipt of a parcel that has one.
+    pub fn receipt(&self, p: &Parcel) -> Result<ReceiptView, CheckinError> {
+        let (Some(rid), Some(at)) = (&p.receipt_id, &p.receipt_at) else {
+            return Err(CheckinError::NoReceipt(p.state));
+        };
+        let cfg = self.config();
+        let claims = receipt::Claims {
+            rid: rid.clone(),
+            rn: p.return_no.clone(),
+            sid: cfg.station.id.clone(),
+            did: cfg.station.device_id.clone(),
+            at: at.clone(),
+            wb: p.waybill_no.clone(),
+        };
+        Ok(ReceiptView {
+            receipt_id: rid.clone(),
+            token: receipt::issue(&claims, self.signing_key()),
+            parcel_id: p.id.clone(),
+            return_no: p.return_no.clone(),
+            station_name: cfg.station.name.clone(),
+            at: at.clone(),
+            waybill_no: p.waybill_no.clone(),
+            png: format!("/api/v1/parcels/{}/receipt.png", p.id),
+            svg: format!("/api/v1/parcels/{}/receipt.svg", p.id),
+        })
+    }
+
+    fn require_photos(&self, p: &Parcel) -> Result<(), CheckinError> {
+        let need = self.config().station.min_photos as usize;
+        if p.photos.len() < need {
+            return Err(CheckinError::PhotosRequired {
+                have: p.photos.len(),
+                need,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn accepts_photos(state: State) -> bool {
+    matches!(
+        state,
+        State::Draft | State::Dropped | State::Accepted | State::Held
+    )
+}
+
+fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
+    let m = facts.manifest.as_ref();
+    let (token_mid, token_ord, token_exp) = match parsed {
+        Parsed::Token(c) => (Some(c.mid.clone()), c.ord.clone(), Some(c.exp)),
+        Parsed::Number(_) => (None, None, None),
+    };
+    ReturnInfo {
+        return_no: parsed.return_no().to_owned(),
+        merchant_id: m.map(|m| m.merchant_id.clone()).or(token_mid),
+        order_no: m.and_then(|m| m.order_no.clone()).or(token_ord),
+        expires_at: m.and_then(|m| m.expires_at).or(token_exp),
+        items: m.map(|m| m.items.clone()).unwrap_or_default(),
+        source: match (m, parsed) {
+            (Some(_), _) => Source::Manifest,
+            (None, Parsed::Token(_)) => Source::Token,
+            (None, Parsed::Number(_)) => Source::Unverified,
+        },
+    }
+}
+
+fn accepted_data(p: &Parcel) -> Value {
+    let mut data = json!({
+        "waybill_no": p.waybill_no, "carrier": p.carrier, "photos": p.photos,
+        "condition": p.condition.unwrap_or_default(), "channel": p.channel,
+        "provisional": p.provisional, "receipt_id": p.receipt_id,
+    });
+    let optional = [
+        ("items", p.items.as_ref().map(|i| json!(i))),
+        ("partial", p.items.as_ref().map(|_| json!(p.partial))),
+        ("weight_g", p.weight_g.map(|w| json!(w))),
+        ("note", p.note.as_ref().map(|n| json!(n))),
+        ("clerk_id", p.clerk_id.as_ref().map(|c| json!(c))),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            data[key] = v;
+        }
+    }
+    data
+}
+
+impl From<StoreError> for CheckinError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => CheckinError::NotFound(id),
+            StoreError::Transition(t) => CheckinError::Transition(t),
+            StoreError::Conflict(id) => CheckinError::Conflict(id),
+            StoreError::ReturnInCustody(rn) => CheckinError::AlreadyDroppedOff(rn),
+            StoreError::WaybillInCustody(wb) => CheckinError::WaybillInCustody(wb),
+            StoreError::Db(e) => CheckinError::Db(e),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `yizhan config check`: validate, list every problem, exit 1 if any. Runs
+//! as the systemd unit's `ExecStartPre`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::config::{Config, ConfigError};
+
+pub fn run(config: Result<Config, ConfigError>, file: Option<&Path>, json: bool) -> Result<()> {
+    let source = file.map_or_else(
+        || "embedded defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    match config {
+        Ok(c) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({ "ok": true, "source": source, "station_id": c.station.id, "listen": c.api.listen.to_string() })
+                );
+            } else {
+                println!(
+                    "configuration OK ({source}): station {} device {}, API on {}, data in {}",
+                    c.station.id,
+                    c.station.device_id,
+                    c.api.listen,
+                    c.storage.data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                let problems = match &e {
+                    ConfigError::Invalid(p) => p.clone(),
+                    other => vec![other.to_string()],
+                };
+                println!(
+                    "{}",
+                    json!({ "ok": false, "source": source, "problems": problems })
+                );
+            }
+            Err(anyhow::Error::new(e).context(format!("configuration refused ({source})")))
+        }
+    }
+}

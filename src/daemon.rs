@@ -1,0 +1,135 @@
+//! `yizhan run`: the long-running daemon.
+//!
+//! # Lifecycle
+//! 1. Open the station (database migrated, device key, photo repair).
+//! 2. Bind the API; only then is the daemon ready.
+//! 3. Serve, with housekeeping on a timer, until SIGTERM or SIGINT.
+//! 4. On the first signal stop accepting connections and let requests in
+//!    flight finish (up to [`GRACE`]); a second signal, or the grace running
+//!    out, stops at once. Every acknowledged request has already committed.
+//! 5. Stop the timers, checkpoint the WAL and close the database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::Config;
+use crate::station::{Station, StationError};
+
+/// How long in-flight requests get to finish after the first signal.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How often stale drafts are swept.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Station(#[from] StationError),
+    #[error("cannot listen on {addr}: {source} (is another yizhan running? set api.listen)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the API server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the daemon until a signal asks it to stop.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let addr = config.api.listen;
+    let station = tokio::task::spawn_blocking(move || Station::open(config))
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))??;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })?;
+    run_on(station, listener, shutdown_signal()).await
+}
+
+/// Runs an opened station on a bound listener until `shutdown` resolves
+/// (tests and benchmarks pass their own future).
+pub async fn run_on(
+    station: Station,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let addr = listener.local_addr().map_err(DaemonError::Serve)?;
+    tracing::info!(%addr, station_id = %station.config().station.id, version = env!("CARGO_PKG_VERSION"), "api listening");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
+    let mut draining = stop_rx.clone();
+    let graceful = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let server = crate::api::serve(station.clone(), listener, graceful);
+    tokio::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => r,
+        () = async {
+            let _ = draining.wait_for(|s| *s).await;
+            tracing::info!(grace_s = GRACE.as_secs(), "shutting down: finishing requests in flight (signal again to stop now)");
+            tokio::select! {
+                () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; stopping with requests still open"),
+                () = shutdown_signal() => tracing::warn!("second signal; stopping now"),
+            }
+        } => Ok(()),
+    };
+    housekeeping.abort();
+    let _ = housekeeping.await;
+    close(&station).await;
+    served.map_err(DaemonError::Serve)
+}
+
+async fn housekeeping(station: Station, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = station.housekeeping().await {
+                    tracing::warn!(error = %e, "housekeeping failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn close(station: &Station) {
+    let db = station.db().clone();
+    match tokio::task::spawn_blocking(move || db.checkpoint()).await {
+        Ok(Ok(())) => tracing::info!("database closed cleanly"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed at next start")
+        }
+        Err(e) => tracing::warn!(error = %e, "final checkpoint task failed"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; only Ctrl-C will stop the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Prometheus metrics (`GET /metrics`, text format 0.0.4).
+//!
+//! Counters live in atomics bumped on the hot path; gauges (parcels per
+//! state, outbox backlog, overdue parcels) are read from the database at
+//! scrape time, so they are true after a restart too.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::code::Reason;
+
+/// Counters since the daemon started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    scans_accepted: AtomicU64,
+    scans_provisional: AtomicU64,
+    scans_rejected: [AtomicU64; 7],
+    photos_stored: AtomicU64,
+    photos_refused: AtomicU64,
+    transitions: [AtomicU64; 4],
+    http_client_errors: AtomicU64,
+    http_server_errors: AtomicU64,
+}
+
+const REASONS: [Reason; 7] = [
+    Reason::Malformed,
+    Reason::BadSignature,
+    Reason::WrongStation,
+    Reason::Expired,
+    Reason::Cancelled,
+    Reason::AlreadyDroppedOff,
+    Reason::UnknownCode,
+];
+
+/// The transitions counted by the check-in path.
+#[derive(Debug, Clone, Copy)]
+pub enum Counted {
+    Dropped = 0,
+    Accepted = 1,
+    Rejected = 2,
+    PhotoAdded = 3,
+}
+
+const COUNTED: [&str; 4] = [
+    "parcel.dropped",
+    "parcel.accepted",
+    "parcel.rejected",
+    "parcel.photo_added",
+];
+
+/// Database-derived values for one scrape.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub parcels: Vec<(&'static str, i64)>,
+    pub pending_events: i64,
+    pub oldest_pending_s: i64,
+    pub dead_letters: i64,
+    pub last_seq: i64,
+    pub overdue_parcels: i64,
+    pub manifest_entries: i64,
+}
+
+impl Metrics {
+    pub fn scan(&self, outcome: Result<bool, Reason>) {
+        match outcome {
+            Ok(false) => self.scans_accepted.fetch_add(1, Ordering::Relaxed),
+            Ok(true) => self.scans_provisional.fetch_add(1, Ordering::Relaxed),
+            Err(r) => {
+                let i = REASONS.iter().position(|x| *x == r).unwrap_or(0);
+                self.scans_rejected[i].fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    pub fn transition(&self, t: Counted) {
+        self.transitions[t as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn photo(&self, stored: bool) {
+        let c = if stored {
+            &self.photos_stored
+        } else {
+            &self.photos_refused
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn http_status(&self, status: u16) {
+        match status {
+            400..=499 => self.http_client_errors.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.http_server_errors.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Renders everything in the Prometheus text format.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(2048);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        header(
+            &mut out,
+            "yizhan_scans_total",
+            "counter",
+            "Scan decisions since start.",
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_scans_total{{decision=\"accept\"}} {}",
+            get(&self.scans_accepted)
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_scans_total{{decision=\"accept_provisional\"}} {}",
+            get(&self.scans_provisional)
+        );
+        for (r, c) in REASONS.iter().zip(&self.scans_rejected) {
+            let _ = writeln!(
+                out,
+                "yizhan_scans_total{{decision=\"reject\",reason=\"{r}\"}} {}",
+                get(c)
+            );
+        }
+        header(
+            &mut out,
+            "yizhan_transitions_total",
+            "counter",
+            "Committed parcel events since start.",
+        );
+        for (name, c) in COUNTED.iter().zip(&self.transitions) {
+            let _ = writeln!(
+                out,
+                "yizhan_transitions_total{{type=\"{name}\"}} {}",
+                get(c)
+            );
+        }
+        header(
+            &mut out,
+            "yizhan_photos_total",
+            "counter",
+            "Photo uploads since start.",
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_photos_total{{result=\"stored\"}} {}",
+            get(&self.photos_stored)
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_photos_total{{result=\"refused\"}} {}",
+            get(&self.photos_refused)
+        );
+        header(
+            &mut out,
+            "yizhan_http_errors_total",
+            "counter",
+            "API error responses since start.",
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_http_errors_total{{class=\"4xx\"}} {}",
+            get(&self.http_client_errors)
+        );
+        let _ = writeln!(
+            out,
+            "yizhan_http_errors_total{{class=\"5xx\"}} {}",
+            get(&self.http_server_errors)
+        );
+        header(&mut out, "yizhan_parcels", "gauge", "Parcels by state.");
+        for (state, n) in &g.parcels {
+            let _ = writeln!(out, "yizhan_parcels{{state=\"{state}\"}} {n}");
+        }
+        let gauges = [
+            (
+                "yizhan_outbox_pending_events",
+                "Committed events not yet delivered.",
+                g.pending_events,
+            ),
+            (
+                "yizhan_outbox_oldest_pending_seconds",
+                "Age of the oldest undelivered event.",
+                g.oldest_pending_s,
+            ),
+            (
+                "yizhan_outbox_dead_letters",
+                "Events the platform refused, waiting for an operator.",
+                g.dead_letters,
+            ),
+            (
+                "yizhan_outbox_last_seq",
+                "Sequence number of the last committed event.",
+                g.last_seq,
+            ),
+            (
+                "yizhan_parcels_overdue",
+                "Parcels in custody longer than station.pickup_sla_h.",
+                g.overdue_parcels,
+            ),
+            (
+                "yizhan_manifest_entries",
+                "Returns in the local manifest.",
+                g.manifest_entries,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_gauges() {
+        let m = Metrics::default();
+        m.scan(Ok(false));
+        m.scan(Err(Reason::Expired));
+        m.transition(Counted::Accepted);
+        let g = Gauges {
+            parcels: vec![("accepted", 3)],
+            pending_events: 4,
+            ..Gauges::default()
+        };
+        let text = m.render(&g);
+        for want in [
+            "yizhan_scans_total{decision=\"accept\"} 1",
+            "yizhan_scans_total{decision=\"reject\",reason=\"expired\"} 1",
+            "yizhan_transitions_total{type=\"parcel.accepted\"} 1",
+            "yizhan_parcels{state=\"accepted\"} 3",
+            "yizhan_outbox_pending_events 4",
+            "# TYPE yizhan_parcels gauge",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The station: everything a running kiosk holds open (configuration,
+//! database, photo store, device key, metrics), behind one cheap handle the
+//! API, the CLI and the benchmarks share.
+//!
+//! # Lifecycle
+//! [`Station::open`] creates the data directory, opens and migrates the
+//! database, loads (or on first start creates) the device key, and repairs
+//! the photo store (orphan files from an interrupted write are removed,
+//! rows without files are reported). [`Station::housekeeping`] discards
+//! drafts older than an hour; the daemon runs it on a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::config::Config;
+use crate::db::{self, Db, DbError, Durability};
+use crate::identity::{self, IdentityError};
+use crate::metrics::Metrics;
+use crate::outbox::EventSource;
+use crate::parcel::store;
+use crate::photo::store::{PhotoStore, Report};
+
+/// Drafts promise nothing and are discarded after this long (SPEC §3).
+pub const DRAFT_TTL: Duration = Duration::from_secs(3600);
+
+/// The station could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// A cheap, cloneable handle to the running station.
+#[derive(Clone)]
+pub struct Station {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    photos: PhotoStore,
+    events: EventSource,
+    key: SigningKey,
+    metrics: Metrics,
+}
+
+impl Station {
+    /// Opens everything the station needs; see the module docs.
+    pub fn open(config: Config) -> Result<Station, StationError> {
+        let dir = &config.storage.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StationError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.db_path(), &config.backups_dir())?;
+        let key = identity::load_or_create(&config.key_path())?;
+        let photos = PhotoStore::new(config.photos_dir(), config.storage.min_free_mb);
+        let report = db.with_writer_blocking(|c| photos.check(c, true))?;
+        log_repair(&report);
+        let events = EventSource {
+            station_id: config.station.id.clone(),
+            device_id: config.station.device_id.clone(),
+            clock: crate::clock::Clock::new(config.station.clock_check),
+        };
+        let station = Station {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                photos,
+                events,
+                key,
+                metrics: Metrics::default(),
+            }),
+        };
+        station.discard_stale_drafts_blocking()?;
+        Ok(station)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn photos(&self) -> &PhotoStore {
+        &self.inner.photos
+    }
+
+    pub fn events(&self) -> &EventSource {
+        &self.inner.events
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.inner.key
+    }
+
+    /// The device public key receipts verify against.
+    pub fn public_key(&self) -> VerifyingKey {
+        self.inner.key.verifying_key()
+    }
+
+    /// Periodic upkeep: discards stale drafts and their unused photos.
+    pub async fn housekeeping(&self) -> Result<(), DbError> {
+        let station = self.clone();
+        tokio::task::spawn_blocking(move || station.discard_stale_drafts_blocking())
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    fn discard_stale_drafts_blocking(&self) -> Result<(), DbError> {
+        let cutoff = crate::clock::format(chrono::Utc::now() - DRAFT_TTL);
+        let photos = self.inner.photos.clone();
+        let (n, files) = self.inner.db.with_writer_blocking(|conn| {
+            let (n, unused) =
+                db::transaction(conn, Durability::Full, |tx| store::discard_drafts(tx, &cutoff))?;
+            // Still holding the writer: no request can attach these hashes
+            // between the row delete above and the file delete here.
+            for sha in &unused {
+                if let Err(e) = photos.remove(sha) {
+                    tracing::warn!(sha256 = %sha, error = %e, "could not remove an unused photo file");
+                }
+            }
+            Ok::<_, DbError>((n, unused.len()))
+        })?;
+        if n > 0 {
+            tracing::info!(
+                drafts = n,
+                photo_files = files,
+                "discarded drafts older than an hour"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn log_repair(report: &Report) {
+    if !report.orphan_files.is_empty() || report.temp_files > 0 {
+        tracing::warn!(
+            orphan_files = report.orphan_files.len(),
+            temp_files = report.temp_files,
+            "removed photo files no record names (an interrupted write)"
+        );
+    }
+    if !report.missing_files.is_empty() {
+        tracing::error!(
+            missing = report.missing_files.len(),
+            first = %report.missing_files[0],
+            "photo records whose files are missing: restore the photo directory from a backup"
+        );
+    }
+}
