@@ -49,10 +49,16 @@ impl Carriers {
     }
 }
 
-/// A waybill number as scanned: 8–32 of `A-Z 0-9`, upper-cased, with
-/// scanner whitespace trimmed.
+/// A waybill number as scanned or typed: 8–32 of `A-Z 0-9`, upper-cased.
+/// Spaces and dashes a clerk types to group digits are dropped.
 pub fn normalise_waybill(s: &str) -> Option<String> {
-    let s = s.trim();
+    if s.len() > 64 {
+        return None;
+    }
+    let s: String = s
+        .chars()
+        .filter(|c| !(c.is_whitespace() || *c == '-'))
+        .collect();
     let ok = (8..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric());
     ok.then(|| s.to_ascii_uppercase())
 }
@@ -87,7 +93,17 @@ mod tests {
             normalise_waybill(" sf1234567890123\r\n").as_deref(),
             Some("SF1234567890123")
         );
-        for bad in ["", "SF12", "SF-1234567890", &"9".repeat(33)] {
+        assert_eq!(
+            normalise_waybill("sf 1234-5678 9012").as_deref(),
+            Some("SF123456789012")
+        );
+        for bad in [
+            "",
+            "SF12",
+            "SF_1234567890",
+            "SF12345678９０",
+            &"9".repeat(33),
+        ] {
             assert!(normalise_waybill(bad).is_none(), "{bad}");
         }
     }

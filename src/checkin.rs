@@ -304,7 +304,11 @@ impl Station {
                 Ok::<_, CheckinError>(manifest::get(c, &rn)?.map(|m| m.items).unwrap_or_default())
             })
             .await?;
-        let changes = input.into_changes(&self.config().carriers, &expected)?;
+        let mut changes = input.into_changes(&self.config().carriers, &expected)?;
+        // A parcel dropped at the kiosk keeps the receipt it was given
+        // (the store keeps the first id); one accepted at the counter gets
+        // its receipt now.
+        changes.receipt_id = Some(ulid::Ulid::new().to_string());
         let station = self.clone();
         let id = id.clone();
         let parcel = self

@@ -1,9 +1,10 @@
 //! Extractors that turn every malformed request into an [`ApiError`] with
 //! our JSON shape, instead of axum's plain-text rejections.
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -20,14 +21,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let bytes = to_bytes(req.into_body(), MAX_JSON_BYTES)
+        let bytes = read_limited(req.into_body(), MAX_JSON_BYTES)
             .await
-            .map_err(|_| {
-                ApiError::new(
+            .map_err(|e| match e {
+                BodyError::TooLarge => ApiError::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!("the JSON body is larger than {MAX_JSON_BYTES} bytes"),
-                )
+                ),
+                BodyError::Broken(m) => ApiError::bad_request("invalid_body", m),
             })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
@@ -38,13 +40,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// Reads a raw body of at most `limit` bytes.
 pub async fn body_bytes(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    to_bytes(body, cap).await.map(|b| b.to_vec()).map_err(|_| {
-        ApiError::new(
+    read_limited(body, cap).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "photo_too_large",
             format!("the upload is larger than {limit} bytes"),
-        )
+        ),
+        BodyError::Broken(m) => ApiError::bad_request("invalid_body", m),
     })
+}
+
+/// How much of an oversized body is read and thrown away so the client,
+/// still sending, can read our 413 instead of a reset connection. Beyond
+/// this the connection is simply closed.
+const DRAIN_CAP: usize = 64 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads at most `limit` bytes; past that, drains (up to [`DRAIN_CAP`])
+/// and reports `TooLarge`.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| BodyError::Broken(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen > DRAIN_CAP {
+                break;
+            }
+            out.clear();
+            continue;
+        }
+        out.extend_from_slice(&data);
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(out)
 }
 
 /// The `{id}` path segment as a parcel id; anything else is a 404.

@@ -119,7 +119,7 @@ mod tests {
             }
             drop(conn);
             let db = Db::open(&path, &dir.path().join("backups")).unwrap();
-            let v: u32 = db.read_blocking(|c| user_version(c)).unwrap();
+            let v: u32 = db.read_blocking(user_version).unwrap();
             assert_eq!(v, latest_version(), "from {start}");
             let backups = std::fs::read_dir(dir.path().join("backups")).map_or(0, |d| d.count());
             assert_eq!(

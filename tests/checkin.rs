@@ -1,0 +1,335 @@
+//! The check-in path end to end: scan → photos → accept or drop → receipt.
+
+use serde_json::{json, Value};
+
+use crate::util::{manifest_of, png, TestStation};
+
+fn events(st: &TestStation) -> Vec<(i64, String, Option<String>)> {
+    let db = st.db();
+    let mut stmt = db
+        .prepare("SELECT seq, type, parcel_id FROM events ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn clerk_checkin_with_manifest_partial_items_and_verifiable_receipt() {
+    let st = TestStation::start();
+    st.import_manifest(json!({"returns": [{
+        "return_no": "RT-20261122-0001", "merchant_id": "M1", "order_no": "ORD-778",
+        "status": "authorized", "phone_last4": "4321",
+        "items": [{"sku": "SKU-A", "name": "Shoes", "qty": 2}, {"sku": "SKU-B", "name": "Belt", "qty": 1}]
+    }]}));
+
+    let answer = st.scan("rt-20261122-0001", "clerk");
+    assert_eq!(answer["decision"], "accept", "{answer}");
+    assert_eq!(answer["return"]["return_no"], "RT-20261122-0001");
+    assert_eq!(answer["return"]["items"].as_array().unwrap().len(), 2);
+    let id = answer["parcel_id"].as_str().unwrap().to_owned();
+
+    // A draft carries no event: nothing is promised yet.
+    assert!(events(&st).is_empty());
+
+    st.photo(&id, "label", 1);
+    st.photo(&id, "parcel", 2);
+    let (status, receipt) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({
+            "waybill_no": "sf 1234 5678 9012", "weight_g": 850, "condition": "intact",
+            "items": [{"sku": "SKU-A", "qty": 1}, {"sku": "SKU-B", "qty": 1}],
+            "clerk_id": "c-07"
+        }),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["waybill_no"], "SF123456789012");
+
+    let (status, parcel) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(parcel["state"], "accepted");
+    assert_eq!(
+        parcel["carrier"], "SF",
+        "carrier detected from the waybill: {parcel}"
+    );
+    assert_eq!(
+        parcel["partial"], true,
+        "one of two shoes is missing: {parcel}"
+    );
+    assert_eq!(parcel["photos"].as_array().unwrap().len(), 2);
+
+    // The accept event is on disk, with seq 1 and the photos in the body.
+    let evs = events(&st);
+    assert_eq!(
+        evs,
+        vec![(1, "parcel.accepted".to_owned(), Some(id.clone()))]
+    );
+
+    // The receipt QR decodes back to the token, which verifies with the
+    // device key `yizhan identity` prints.
+    let png_bytes = st
+        .client
+        .get(st.url(&format!("/api/v1/parcels/{id}/receipt.png")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let img = image::load_from_memory(&png_bytes).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let (_, decoded) = grids[0].decode().unwrap();
+    assert_eq!(decoded, receipt["token"].as_str().unwrap());
+
+    let identity = st.cli_json(&["identity"]);
+    let key =
+        yizhan::token::parse_public_key(identity["receipt_public_key"].as_str().unwrap()).unwrap();
+    let claims = yizhan::receipt::verify(&decoded, &key).expect("receipt verifies");
+    assert_eq!(claims.rn, "RT-20261122-0001");
+    assert_eq!(claims.wb.as_deref(), Some("SF123456789012"));
+
+    let svg = st
+        .client
+        .get(st.url(&format!("/api/v1/parcels/{id}/receipt.svg")))
+        .send()
+        .unwrap();
+    assert_eq!(svg.status(), 200);
+    assert!(svg.text().unwrap().contains("<svg"));
+
+    // A forged receipt does not verify.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    assert!(yizhan::receipt::verify(&decoded, &other.verifying_key()).is_err());
+}
+
+#[test]
+fn self_service_drop_then_clerk_accepts() {
+    let st = TestStation::start();
+    st.import_manifest(manifest_of(&["RT-SELF-0001"]));
+    let id = st.draft("RT-SELF-0001", "self");
+    st.photo(&id, "parcel", 9);
+    let (status, receipt) = st.post(&format!("/api/v1/parcels/{id}/drop"), json!({}));
+    assert_eq!(status, 200, "{receipt}");
+    assert!(receipt["token"].as_str().unwrap().starts_with("YZK1."));
+    assert!(receipt["waybill_no"].is_null());
+
+    // The same return cannot be dropped twice.
+    let again = st.scan("RT-SELF-0001", "self");
+    assert_eq!(again["decision"], "reject");
+    assert_eq!(again["reason"], "already_dropped_off");
+
+    let (status, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "JD0012345678901"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, parcel) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(parcel["state"], "accepted");
+    assert_eq!(parcel["carrier"], "JD");
+    let types: Vec<String> = events(&st).into_iter().map(|e| e.1).collect();
+    assert_eq!(types, ["parcel.dropped", "parcel.accepted"]);
+}
+
+#[test]
+fn clerk_drafts_are_accepted_not_dropped() {
+    let st = TestStation::start();
+    let id = st.draft("RT-CLERK-0001", "clerk");
+    st.photo(&id, "parcel", 1);
+    let (status, body) = st.post(&format!("/api/v1/parcels/{id}/drop"), json!({}));
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "wrong_channel");
+}
+
+#[test]
+fn photos_are_required_before_custody() {
+    let st = TestStation::start_with("[station]\nmin_photos = 2");
+    let id = st.draft("RT-PHOTO-0001", "clerk");
+    st.photo(&id, "label", 1);
+    let (status, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "YT1234567890123"}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "photos_required");
+    assert!(events(&st).is_empty(), "a refused accept leaves no event");
+    st.photo(&id, "parcel", 2);
+    let (status, _) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "YT1234567890123"}),
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn one_parcel_in_custody_per_return_and_per_waybill() {
+    let st = TestStation::start();
+    st.checkin("RT-DUP-0001", "SF1000000000001");
+
+    // Same return again: refused at the scan.
+    let answer = st.scan("RT-DUP-0001", "clerk");
+    assert_eq!(answer["reason"], "already_dropped_off", "{answer}");
+
+    // Another return with a waybill already in custody: refused at accept.
+    let id = st.draft("RT-DUP-0002", "clerk");
+    st.photo(&id, "label", 3);
+    let (status, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "sf1000000000001"}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "waybill_in_custody");
+
+    // Two drafts of one return (two counters at once): only one gets in.
+    let a = st.draft("RT-RACE-0001", "clerk");
+    let b = st.draft("RT-RACE-0001", "clerk");
+    st.photo(&a, "label", 4);
+    st.photo(&b, "label", 5);
+    let (sa, _) = st.post(
+        &format!("/api/v1/parcels/{a}/accept"),
+        json!({"waybill_no": "SF7000000000001"}),
+    );
+    let (sb, body) = st.post(
+        &format!("/api/v1/parcels/{b}/accept"),
+        json!({"waybill_no": "SF7000000000002"}),
+    );
+    assert_eq!(sa, 200);
+    assert_eq!(sb, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_dropped_off");
+
+    // The schema itself refuses a second parcel in custody for a return.
+    let rw = rusqlite::Connection::open(st.db_path()).unwrap();
+    let err = rw
+        .execute(
+            "UPDATE parcels SET state = 'accepted', waybill_no = 'XX99999999' WHERE id = ?1",
+            [&b],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+}
+
+#[test]
+fn reject_records_reason_and_frees_the_return() {
+    let st = TestStation::start();
+    let id = st.draft("RT-REJ-0001", "clerk");
+    let (status, _) = st.post(&format!("/api/v1/parcels/{id}/reject"), json!({}));
+    assert_eq!(status, 400, "a reason is required");
+    let (status, parcel) = st.post(
+        &format!("/api/v1/parcels/{id}/reject"),
+        json!({"reason": "wrong item"}),
+    );
+    assert_eq!(status, 200, "{parcel}");
+    assert_eq!(parcel["state"], "rejected");
+    assert_eq!(parcel["reject_reason"], "wrong item");
+    assert_eq!(events(&st)[0].1, "parcel.rejected");
+
+    // A rejected parcel is final.
+    let (status, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "SF2000000000001"}),
+    );
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "illegal_transition");
+    // And the return may be brought again.
+    assert_ne!(st.scan("RT-REJ-0001", "clerk")["decision"], "reject");
+}
+
+#[test]
+fn photo_added_after_custody_is_an_event() {
+    let st = TestStation::start();
+    let receipt = st.checkin("RT-LATE-0001", "SF3000000000001");
+    let id = receipt["parcel_id"].as_str().unwrap();
+    let (status, photo) = st.post_bytes(
+        &format!("/api/v1/parcels/{id}/photos?kind=damage"),
+        png(64, 64, 77),
+    );
+    assert_eq!(status, 201, "{photo}");
+    let types: Vec<String> = events(&st).into_iter().map(|e| e.1).collect();
+    assert_eq!(types, ["parcel.accepted", "parcel.photo_added"]);
+    let file = st
+        .data_dir()
+        .join("photos")
+        .join(&photo["sha256"].as_str().unwrap()[..2])
+        .join(format!("{}.jpg", photo["sha256"].as_str().unwrap()));
+    assert!(file.exists(), "{file:?}");
+}
+
+#[test]
+fn lookup_finds_not_yet_dropped_returns_by_number_order_or_phone() {
+    let st = TestStation::start();
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-LOOK-0001", "merchant_id": "M1", "order_no": "ORD-1", "status": "authorized", "phone_last4": "1111"},
+        {"return_no": "RT-LOOK-0002", "merchant_id": "M1", "order_no": "ORD-2", "status": "authorized", "phone_last4": "1111"},
+    ]}));
+    let found = |q: &str| -> Vec<String> {
+        let (status, body) = st.get(&format!("/api/v1/returns?q={q}"));
+        assert_eq!(status, 200, "{body}");
+        body["returns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["return_no"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(found("rt-look-0001"), ["RT-LOOK-0001"]);
+    assert_eq!(found("ORD-2"), ["RT-LOOK-0002"]);
+    let mut both = found("1111");
+    both.sort();
+    assert_eq!(both, ["RT-LOOK-0001", "RT-LOOK-0002"]);
+
+    st.checkin("RT-LOOK-0001", "SF4000000000001");
+    assert_eq!(
+        found("1111"),
+        ["RT-LOOK-0002"],
+        "a dropped return is no longer offered"
+    );
+    assert!(found("9999").is_empty());
+    let (status, body) = st.get("/api/v1/returns?q=");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_query");
+}
+
+#[test]
+fn parcel_list_filters_by_state() {
+    let st = TestStation::start();
+    st.checkin("RT-LIST-0001", "SF5000000000001");
+    st.draft("RT-LIST-0002", "clerk");
+    let (_, all) = st.get("/api/v1/parcels");
+    assert_eq!(all["parcels"].as_array().unwrap().len(), 2);
+    let (_, accepted) = st.get("/api/v1/parcels?state=accepted");
+    let list: &Vec<Value> = accepted["parcels"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["return_no"], "RT-LIST-0001");
+    let (status, body) = st.get("/api/v1/parcels?state=lost");
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn healthz_and_metrics_report_the_station() {
+    let st = TestStation::start();
+    st.checkin("RT-MET-0001", "SF6000000000001");
+    let (status, health) = st.get("/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert!(health["sqlite"].as_str().unwrap() >= "3.51.3");
+    let text = st
+        .client
+        .get(st.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("yizhan_parcels{state=\"accepted\"}").ends_with(" 1"),
+        "{text}"
+    );
+    assert!(
+        line("yizhan_outbox_pending_events").ends_with(" 1"),
+        "{text}"
+    );
+}

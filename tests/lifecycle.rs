@@ -1,0 +1,79 @@
+//! Start, stop and restart: graceful shutdown, schema refusal, drafts
+//! expiring.
+
+use std::time::Duration;
+
+use crate::util::{wait_until, TestStation};
+
+#[test]
+fn sigterm_finishes_cleanly_and_everything_acknowledged_is_kept() {
+    let mut st = TestStation::start();
+    let receipt = st.checkin("RT-TERM-0001", "SF8200000000001");
+    assert!(
+        st.terminate(),
+        "exit status 0 on SIGTERM:\n{}",
+        st.log_text()
+    );
+    assert!(
+        st.log_text().contains("database closed cleanly"),
+        "{}",
+        st.log_text()
+    );
+    // A clean close leaves no WAL behind.
+    let wal = st.db_path().with_extension("db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    st.spawn();
+    let (status, parcel) = st.get(&format!(
+        "/api/v1/parcels/{}",
+        receipt["parcel_id"].as_str().unwrap()
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(parcel["state"], "accepted");
+}
+
+#[test]
+fn a_database_newer_than_the_binary_is_refused() {
+    let mut st = TestStation::start();
+    st.terminate();
+    let rw = rusqlite::Connection::open(st.db_path()).unwrap();
+    rw.pragma_update(None, "user_version", 999).unwrap();
+    drop(rw);
+    let out = st.cli(&["run"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("schema version 999"), "{text}");
+    assert!(text.contains("newer"), "{text}");
+}
+
+#[test]
+fn stale_drafts_are_discarded_with_their_photos() {
+    let mut st = TestStation::start();
+    let id = st.draft("RT-STALE-001", "clerk");
+    let photo = st.photo(&id, "label", 5);
+    let kept = st.checkin("RT-KEEP-0001", "SF8300000000001");
+    st.terminate();
+    let rw = rusqlite::Connection::open(st.db_path()).unwrap();
+    rw.execute(
+        "UPDATE parcels SET created_at = '2020-01-01T00:00:00.000Z' WHERE state = 'draft'",
+        [],
+    )
+    .unwrap();
+    drop(rw);
+    st.spawn();
+    wait_until("draft discarded", Duration::from_secs(20), || {
+        let (status, _) = st.get(&format!("/api/v1/parcels/{id}"));
+        (status == 404).then_some(())
+    });
+    let sha = photo["sha256"].as_str().unwrap();
+    let file = st
+        .data_dir()
+        .join("photos")
+        .join(&sha[..2])
+        .join(format!("{sha}.jpg"));
+    assert!(!file.exists(), "the draft's photo went with it");
+    let (status, _) = st.get(&format!(
+        "/api/v1/parcels/{}",
+        kept["parcel_id"].as_str().unwrap()
+    ));
+    assert_eq!(status, 200, "parcels in custody are never discarded");
+}

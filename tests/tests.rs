@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real `yizhan` binary on a real port
+//! against its own SQLite file and drives it over HTTP or its CLI.
+
+mod util;
+
+mod bad_input;
+mod checkin;
+mod cli;
+mod codes;
+mod durability;
+mod lifecycle;
