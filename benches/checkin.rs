@@ -1,1 +1,509 @@
-fn main() {}
+//! The station's two speed figures, each beside a bare-SQLite baseline run
+//! in the same process, on the same disk, in alternating rounds:
+//!
+//! 1. Durable check-in commits per second through the HTTP API (the
+//!    `accept` that puts a parcel in custody: one fsync'd transaction with
+//!    its outbox event), against a bare rusqlite loop of one-row
+//!    transactions on a connection with the station's own pragmas.
+//! 2. Scan-decision latency (p50/p99) with 100 000 parcels and 100 000
+//!    manifest entries in the database, through the API and in-process,
+//!    against the two bare indexed lookups a decision needs.
+//!
+//! `cargo bench --bench checkin` (add `-- --quick` for a smoke run). The
+//! data directory is a temporary one under `YIZHAN_BENCH_DIR` (default: the
+//! system temp dir); put it on the disk you want measured. Figures and how
+//! to read them: docs/PERFORMANCE.md.
+
+use std::time::{Duration, Instant};
+
+use image::ImageEncoder;
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+use yizhan::config::Config;
+use yizhan::db::{self, Durability};
+use yizhan::parcel::Channel;
+use yizhan::station::Station;
+
+struct Sizes {
+    rounds: usize,
+    commits: usize,
+    catalogue: usize,
+    scans: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes = if quick {
+        Sizes {
+            rounds: 1,
+            commits: 30,
+            catalogue: 5_000,
+            scans: 200,
+        }
+    } else {
+        Sizes {
+            rounds: 3,
+            commits: 300,
+            catalogue: 100_000,
+            scans: 3_000,
+        }
+    };
+    let base: std::path::PathBuf = std::env::var_os("YIZHAN_BENCH_DIR")
+        .map_or_else(|| env!("CARGO_TARGET_TMPDIR").into(), Into::into);
+    let dir = tempfile::tempdir_in(&base).expect("bench dir");
+    println!(
+        "yizhan benchmark: data in {} (SQLite {})",
+        base.display(),
+        rusqlite::version()
+    );
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    commit_rate(dir.path(), &sizes);
+    scan_latency(dir.path(), &sizes);
+}
+
+// ---------------------------------------------------------------- part 1
+
+fn commit_rate(dir: &std::path::Path, sizes: &Sizes) {
+    println!(
+        "\n## Durable commits per second ({} per round, {} rounds)",
+        sizes.commits, sizes.rounds
+    );
+    let server = Server::start(&dir.join("commit-station"));
+    let mut bare = Vec::new();
+    let mut api = Vec::new();
+    let mut full = Vec::new();
+    let mut inproc = Vec::new();
+    let mut conc = Vec::new();
+    for round in 0..sizes.rounds {
+        bare.push(bare_insert_rate(
+            &dir.join(format!("bare-{round}.db")),
+            sizes.commits,
+        ));
+        api.push(api_accept_rate(&server, round, sizes.commits));
+        inproc.push(inproc_accept_rate(&server, round, sizes.commits));
+        conc.push(api_concurrent_accept_rate(&server, round, sizes.commits));
+        full.push(api_full_checkin_rate(&server, round, sizes.commits));
+        println!(
+            "round {round}: bare insert {:.0}/s  api accept {:.0}/s  ({CLIENTS} clients: {:.0}/s)  in-process accept {:.0}/s  full check-in {:.0}/s",
+            bare[round], api[round], conc[round], inproc[round], full[round]
+        );
+    }
+    let (b, a, f) = (median(&mut bare), median(&mut api), median(&mut full));
+    let (c, i) = (median(&mut conc), median(&mut inproc));
+    println!("| measure | commits/s (median) |");
+    println!("|---|---|");
+    println!("| baseline: bare rusqlite insert, one row per fsync'd transaction | {b:.0} |");
+    println!("| yizhan: `POST /accept` over HTTP (parcel + outbox event, fsync'd) | {a:.0} ({:.0} % of baseline) |", 100.0 * a / b);
+    println!("| yizhan: `POST /accept`, {CLIENTS} clients at once (group commit) | {c:.0} ({:.0} % of baseline) |", 100.0 * c / b);
+    println!(
+        "| yizhan: `Station::accept` in-process, one at a time | {i:.0} ({:.0} % of baseline) |",
+        100.0 * i / b
+    );
+    println!(
+        "| yizhan: whole check-in (scan + photo + accept) over HTTP, one at a time | {f:.0} |"
+    );
+}
+
+/// The baseline: one small row per transaction, same pragmas as the station.
+fn bare_insert_rate(path: &std::path::Path, n: usize) -> f64 {
+    let mut conn = db::open_connection(path, false).expect("bare db");
+    conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT")
+        .expect("create");
+    let body = "x".repeat(300);
+    let start = Instant::now();
+    for _ in 0..n {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .expect("begin");
+        tx.execute(
+            "INSERT INTO t (id, body) VALUES (?1, ?2)",
+            (ulid::Ulid::new().to_string(), &body),
+        )
+        .expect("insert");
+        tx.commit().expect("commit");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Drafts with photos are prepared untimed; the accepts are timed.
+fn api_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let id = server.draft(&format!("RT-A{round}-{i:06}"));
+            server.photo(&id, i as u8);
+            id
+        })
+        .collect();
+    let mut client = RawClient::connect(&server.base);
+    let start = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        let body = json!({"waybill_no": waybill(1, round, i)}).to_string();
+        assert_eq!(
+            client.post(&format!("/api/v1/parcels/{id}/accept"), &body),
+            200
+        );
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Counters and kiosks at once: `CLIENTS` threads, each with its own
+/// connection, accepting their share of `n` prepared drafts.
+const CLIENTS: usize = 4;
+
+fn api_concurrent_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let id = server.draft(&format!("RT-C{round}-{i:06}"));
+            server.photo(&id, i as u8);
+            id
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (c, chunk) in ids.chunks(n.div_ceil(CLIENTS)).enumerate() {
+            s.spawn(move || {
+                let mut client = RawClient::connect(&server.base);
+                for (i, id) in chunk.iter().enumerate() {
+                    let body = json!({"waybill_no": waybill(4 + c, round, i)}).to_string();
+                    assert_eq!(
+                        client.post(&format!("/api/v1/parcels/{id}/accept"), &body),
+                        200
+                    );
+                }
+            });
+        }
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The same accepts without HTTP: `Station::accept` called directly.
+fn inproc_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            let id = server.draft(&format!("RT-I{round}-{i:06}"));
+            server.photo(&id, i as u8);
+            id
+        })
+        .collect();
+    let start = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        let input: yizhan::checkin::AcceptInput =
+            serde_json::from_value(json!({"waybill_no": waybill(3, round, i)})).expect("input");
+        let id = yizhan::parcel::ParcelId::parse(id).expect("id");
+        server
+            .rt
+            .block_on(server.station.accept(&id, input))
+            .expect("accept");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn api_full_checkin_rate(server: &Server, round: usize, n: usize) -> f64 {
+    let start = Instant::now();
+    for i in 0..n {
+        let id = server.draft(&format!("RT-F{round}-{i:06}"));
+        server.photo(&id, i as u8);
+        server.accept(&id, &waybill(2, round, i));
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn waybill(kind: usize, round: usize, i: usize) -> String {
+    format!("SF{kind}{round:02}{i:09}")
+}
+
+// ---------------------------------------------------------------- part 2
+
+fn scan_latency(dir: &std::path::Path, sizes: &Sizes) {
+    let n = sizes.catalogue;
+    println!(
+        "\n## Scan decision latency ({n} parcels, {n} manifest entries, {} scans per measure)",
+        sizes.scans
+    );
+    let server = Server::start(&dir.join("scan-station"));
+    let start = Instant::now();
+    populate(&server.station, n);
+    println!("populated in {:.1} s", start.elapsed().as_secs_f64());
+
+    // Half the scans find a parcel already in custody (reject), half a
+    // manifest entry still to come (accept, which opens a draft).
+    let mut rng = fastrand::Rng::with_seed(7);
+    let codes: Vec<String> = (0..sizes.scans)
+        .map(|_| format!("RT-M-{:06}", rng.usize(0..n)))
+        .collect();
+
+    let mut bare = Vec::new();
+    let mut inproc = Vec::new();
+    let mut api = Vec::new();
+    let lookup = db::open_connection(&server.station.config().db_path(), true).expect("reader");
+    for _ in 0..sizes.rounds {
+        bare.extend(codes.iter().map(|c| time(|| bare_lookup(&lookup, c))));
+        inproc.extend(codes.iter().map(|c| {
+            time(|| {
+                server
+                    .rt
+                    .block_on(server.station.scan(c.clone().into_bytes(), Channel::Clerk))
+                    .expect("scan");
+            })
+        }));
+        api.extend(codes.iter().map(|c| time(|| drop(server.scan(c)))));
+    }
+    println!("| measure | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        (
+            "baseline: bare indexed lookups (manifest row + custody check)",
+            &mut bare,
+        ),
+        (
+            "yizhan: scan decision in-process (`Station::scan`)",
+            &mut inproc,
+        ),
+        ("yizhan: `POST /api/v1/scans` over HTTP", &mut api),
+    ] {
+        v.sort();
+        println!(
+            "| {name} | {} | {} | {} |",
+            ms(pct(v, 50)),
+            ms(pct(v, 99)),
+            ms(*v.last().unwrap_or(&Duration::ZERO))
+        );
+    }
+}
+
+/// `n` manifest entries; parcels in custody for the first half of them and
+/// for `n/2` returns outside the manifest (so `n` parcels in all).
+fn populate(station: &Station, n: usize) {
+    station
+        .db()
+        .write_blocking(Durability::Full, |tx| -> Result<(), db::DbError> {
+            let now = "2026-11-22T00:00:00.000Z";
+            let mut m = tx.prepare(
+                "INSERT INTO returns (return_no, merchant_id, order_no, status, expires_at, phone_last4, items, updated_at)
+                 VALUES (?1, 'M1', ?2, 'authorized', NULL, ?3, '[{\"sku\":\"S1\",\"name\":\"Shoes\",\"qty\":1}]', ?4)",
+            )?;
+            let mut p = tx.prepare(
+                "INSERT INTO parcels (id, return_no, merchant_id, state, channel, source, waybill_no, carrier,
+                                      receipt_id, receipt_at, custody_at, created_at, updated_at)
+                 VALUES (?1, ?2, 'M1', 'accepted', 'clerk', 'manifest', ?3, 'SF', ?1, ?4, ?4, ?4, ?4)",
+            )?;
+            for i in 0..n {
+                let rn = format!("RT-M-{i:06}");
+                m.execute((&rn, format!("ORD-{i}"), format!("{:04}", i % 10_000), now))?;
+                let custody_rn = if i < n / 2 { rn } else { format!("RT-X-{i:06}") };
+                p.execute((ulid::Ulid::new().to_string(), custody_rn, format!("SF9{i:011}"), now))?;
+            }
+            Ok(())
+        })
+        .expect("populate");
+    station.db().checkpoint().expect("checkpoint");
+}
+
+fn bare_lookup(conn: &rusqlite::Connection, rn: &str) {
+    let mut m = conn
+        .prepare_cached(
+            "SELECT merchant_id, status, expires_at, items FROM returns WHERE return_no = ?1",
+        )
+        .expect("prepare");
+    let row: Option<(String, String)> = m
+        .query_row([rn], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(Some)
+        .or_else(|e| {
+            if e == rusqlite::Error::QueryReturnedNoRows {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+        .expect("manifest lookup");
+    let mut c = conn
+        .prepare_cached("SELECT 1 FROM parcels WHERE return_no = ?1 AND state IN ('dropped', 'accepted', 'handed_over', 'held') LIMIT 1")
+        .expect("prepare");
+    let custody = c.exists([rn]).expect("custody lookup");
+    std::hint::black_box((row, custody));
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A station serving its API on a loopback port, plus an HTTP client.
+struct Server {
+    rt: tokio::runtime::Runtime,
+    station: Station,
+    base: String,
+    client: Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> Server {
+        let env = [
+            ("YIZHAN_STORAGE__DATA_DIR", data_dir.display().to_string()),
+            ("YIZHAN_STORAGE__MIN_FREE_MB", "0".to_owned()),
+            ("YIZHAN_STATION__CLOCK_CHECK", "off".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        let config = Config::load_with_env(None, env).expect("config");
+        let station = Station::open(config).expect("station");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(yizhan::daemon::run_on(
+            station.clone(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Server {
+            rt,
+            station,
+            base,
+            client,
+            _stop: stop,
+        }
+    }
+
+    fn post(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> Value {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .expect("request");
+        let status = r.status();
+        let v: Value = r.json().expect("json");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    fn scan(&self, code: &str) -> Value {
+        self.post(
+            "/api/v1/scans",
+            json!({"code": code, "channel": "clerk"}).to_string(),
+        )
+    }
+
+    fn draft(&self, code: &str) -> String {
+        let v = self.scan(code);
+        v["parcel_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not accepted: {v}"))
+            .to_owned()
+    }
+
+    fn photo(&self, id: &str, seed: u8) {
+        self.post(
+            &format!("/api/v1/parcels/{id}/photos?kind=label"),
+            png(64, 48, seed),
+        );
+    }
+
+    fn accept(&self, id: &str, waybill: &str) {
+        self.post(
+            &format!("/api/v1/parcels/{id}/accept"),
+            json!({"waybill_no": waybill}).to_string(),
+        );
+    }
+}
+
+/// A bare HTTP/1.1 keep-alive client on one socket, so the measured cost is
+/// the server's and not a client library's (reqwest's blocking client
+/// hops through its own runtime thread on every call).
+struct RawClient {
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RawClient {
+    fn connect(base: &str) -> RawClient {
+        let addr = base.trim_start_matches("http://");
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream: std::io::BufReader::new(stream),
+        }
+    }
+
+    /// POSTs a JSON body; returns the status code (the body is read and
+    /// dropped).
+    fn post(&mut self, path: &str, body: &str) -> u16 {
+        use std::io::{BufRead, Read, Write};
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        self.stream.read_line(&mut line).expect("status line");
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).expect("header");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().expect("length");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).expect("body");
+        status
+    }
+}
+
+fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8 ^ seed, y as u8, seed]));
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&img, w, h, image::ExtendedColorType::Rgb8)
+        .expect("png");
+    out
+}
+
+fn time(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted
+        .get((sorted.len() * p / 100).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

@@ -251,22 +251,27 @@ impl Station {
     }
 
     /// Self-service drop-off: `draft` → `dropped`; custody starts.
+    ///
+    /// Checks and change run in one write job: what is checked is what is
+    /// changed, and the request costs one trip to the writer.
     pub async fn drop_off(&self, id: &ParcelId) -> Result<ReceiptView, CheckinError> {
-        let parcel = self.parcel(id).await?;
-        if parcel.channel != Channel::SelfService {
-            return Err(CheckinError::WrongChannel);
-        }
-        self.require_photos(&parcel)?;
         let station = self.clone();
         let id = id.clone();
         let parcel = self
             .db()
             .write(Durability::Full, move |tx| {
+                let parcel =
+                    store::get(tx, &id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
+                if parcel.channel != Channel::SelfService {
+                    return Err(CheckinError::WrongChannel);
+                }
+                parcel.state.apply(Action::Drop)?;
+                station.require_photos(&parcel)?;
                 let changes = Changes {
                     receipt_id: Some(ulid::Ulid::new().to_string()),
                     ..Changes::default()
                 };
-                let p = store::transition(tx, &id, Action::Drop, changes)?;
+                let p = store::transition_from(tx, parcel, Action::Drop, changes)?;
                 let data = json!({
                     "channel": p.channel, "photos": p.photos, "receipt_id": p.receipt_id,
                     "provisional": p.provisional,
@@ -287,34 +292,31 @@ impl Station {
     }
 
     /// A clerk accepts the parcel with its waybill: `draft`/`dropped` →
-    /// `accepted`.
+    /// `accepted`. One write job, like [`Station::drop_off`].
     pub async fn accept(
         &self,
         id: &ParcelId,
         input: AcceptInput,
     ) -> Result<ReceiptView, CheckinError> {
-        let parcel = self.parcel(id).await?;
-        // Refuse an impossible transition before complaining about fields.
-        parcel.state.apply(Action::Accept)?;
-        self.require_photos(&parcel)?;
-        let rn = parcel.return_no.clone();
-        let expected = self
-            .db()
-            .read(move |c| {
-                Ok::<_, CheckinError>(manifest::get(c, &rn)?.map(|m| m.items).unwrap_or_default())
-            })
-            .await?;
-        let mut changes = input.into_changes(&self.config().carriers, &expected)?;
-        // A parcel dropped at the kiosk keeps the receipt it was given
-        // (the store keeps the first id); one accepted at the counter gets
-        // its receipt now.
-        changes.receipt_id = Some(ulid::Ulid::new().to_string());
         let station = self.clone();
         let id = id.clone();
         let parcel = self
             .db()
             .write(Durability::Full, move |tx| {
-                let p = store::transition(tx, &id, Action::Accept, changes)?;
+                let parcel =
+                    store::get(tx, &id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
+                // Refuse an impossible transition before complaining about fields.
+                parcel.state.apply(Action::Accept)?;
+                station.require_photos(&parcel)?;
+                let expected = manifest::get(tx, &parcel.return_no)?
+                    .map(|m| m.items)
+                    .unwrap_or_default();
+                let mut changes = input.into_changes(&station.config().carriers, &expected)?;
+                // A parcel dropped at the kiosk keeps the receipt it was
+                // given (the store keeps the first id); one accepted at the
+                // counter gets its receipt now.
+                changes.receipt_id = Some(ulid::Ulid::new().to_string());
+                let p = store::transition_from(tx, parcel, Action::Accept, changes)?;
                 outbox::append(
                     tx,
                     station.events(),

@@ -82,17 +82,14 @@ pub fn append(
 ) -> Result<Envelope, DbError> {
     let (now, synced) = source.clock.now();
     let occurred_at = clock::format(now);
-    let seq: i64 = tx.query_row(
-        "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' RETURNING value",
-        [],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = tx
+        .prepare_cached(
+            "UPDATE counters SET value = value + 1 WHERE name = 'event_seq' RETURNING value",
+        )?
+        .query_row([], |r| r.get(0))?;
     let last: Option<String> = tx
-        .query_row(
-            "SELECT occurred_at FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT occurred_at FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
         .optional()?;
     // Fixed-width UTC text compares like the times it names.
     let behind = last.is_some_and(|last| occurred_at < last);
@@ -109,18 +106,18 @@ pub fn append(
         data,
     };
     let body = serde_json::to_string(&envelope).map_err(|e| DbError::Task(e.to_string()))?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            seq,
-            envelope.event_id,
-            envelope.kind,
-            envelope.parcel_id,
-            envelope.occurred_at,
-            body
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq,
+        envelope.event_id,
+        envelope.kind,
+        envelope.parcel_id,
+        envelope.occurred_at,
+        body
+    ])?;
     Ok(envelope)
 }
 

@@ -137,6 +137,18 @@ pub fn transition(
     changes: Changes,
 ) -> Result<Parcel, StoreError> {
     let before = get(tx, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    transition_from(tx, before, action, changes)
+}
+
+/// [`transition`] for a caller that has just loaded the parcel in the same
+/// transaction (the state guard in the `UPDATE` still applies).
+pub fn transition_from(
+    tx: &Transaction<'_>,
+    before: Parcel,
+    action: Action,
+    changes: Changes,
+) -> Result<Parcel, StoreError> {
+    let id = &before.id;
     let to = before.state.apply(action)?;
     let now = clock::now_string();
     let custody_at = match (before.state.in_custody(), to.in_custody()) {
@@ -147,9 +159,8 @@ pub fn transition(
         .items
         .as_ref()
         .map(|i| serde_json::to_string(i).unwrap_or_default());
-    let result = tx
-        .prepare_cached(
-            "UPDATE parcels SET state = ?2, updated_at = ?3, custody_at = ?4,
+    let sql = format!(
+        "UPDATE parcels SET state = ?2, updated_at = ?3, custody_at = ?4,
                waybill_no = COALESCE(?5, waybill_no), carrier = COALESCE(?6, carrier),
                weight_g = COALESCE(?7, weight_g), condition = COALESCE(?8, condition),
                note = COALESCE(?9, note), items = COALESCE(?10, items),
@@ -157,9 +168,11 @@ pub fn transition(
                hold_reason = COALESCE(?13, hold_reason),
                receipt_id = COALESCE(receipt_id, ?14),
                receipt_at = CASE WHEN receipt_id IS NULL AND ?14 IS NOT NULL THEN ?3 ELSE receipt_at END
-             WHERE id = ?1 AND state = ?15",
-        )?
-        .execute(params![
+             WHERE id = ?1 AND state = ?15
+             RETURNING {COLUMNS}"
+    );
+    let result = tx.prepare_cached(&sql)?.query_row(
+        params![
             id.as_str(),
             to.as_str(),
             now,
@@ -175,11 +188,13 @@ pub fn transition(
             changes.hold_reason,
             changes.receipt_id,
             before.state.as_str(),
-        ]);
-    match result {
-        Ok(1) => {}
+        ],
+        row,
+    );
+    let mut after = match result {
+        Ok(p) => p,
         // The guard on `state` matched nothing: someone else moved it first.
-        Ok(_) => return Err(StoreError::Conflict(id.clone())),
+        Err(rusqlite::Error::QueryReturnedNoRows) => return Err(StoreError::Conflict(id.clone())),
         Err(e) if is_unique_violation(&e, "parcels.return_no") => {
             return Err(StoreError::ReturnInCustody(before.return_no))
         }
@@ -189,8 +204,10 @@ pub fn transition(
             ))
         }
         Err(e) => return Err(e.into()),
-    }
-    get(tx, id)?.ok_or_else(|| StoreError::NotFound(id.clone()))
+    };
+    // A transition never changes photos.
+    after.photos = before.photos;
+    Ok(after)
 }
 
 fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
