@@ -132,13 +132,7 @@ fn bare_insert_rate(path: &std::path::Path, n: usize) -> f64 {
 
 /// Drafts with photos are prepared untimed; the accepts are timed.
 fn api_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
-    let ids: Vec<String> = (0..n)
-        .map(|i| {
-            let id = server.draft(&format!("RT-A{round}-{i:06}"));
-            server.photo(&id, i as u8);
-            id
-        })
-        .collect();
+    let ids = server.drafts_with_photo("A", round, n);
     let mut client = RawClient::connect(&server.base);
     let start = Instant::now();
     for (i, id) in ids.iter().enumerate() {
@@ -156,13 +150,7 @@ fn api_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
 const CLIENTS: usize = 4;
 
 fn api_concurrent_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
-    let ids: Vec<String> = (0..n)
-        .map(|i| {
-            let id = server.draft(&format!("RT-C{round}-{i:06}"));
-            server.photo(&id, i as u8);
-            id
-        })
-        .collect();
+    let ids = server.drafts_with_photo("C", round, n);
     let start = Instant::now();
     std::thread::scope(|s| {
         for (c, chunk) in ids.chunks(n.div_ceil(CLIENTS)).enumerate() {
@@ -183,13 +171,7 @@ fn api_concurrent_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
 
 /// The same accepts without HTTP: `Station::accept` called directly.
 fn inproc_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
-    let ids: Vec<String> = (0..n)
-        .map(|i| {
-            let id = server.draft(&format!("RT-I{round}-{i:06}"));
-            server.photo(&id, i as u8);
-            id
-        })
-        .collect();
+    let ids = server.drafts_with_photo("I", round, n);
     let start = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         let input: yizhan::checkin::AcceptInput =
@@ -411,6 +393,17 @@ impl Server {
             &format!("/api/v1/parcels/{id}/photos?kind=label"),
             png(64, 48, seed),
         );
+    }
+
+    /// `n` drafts with a photo each, ready to accept (set-up, not timed).
+    fn drafts_with_photo(&self, tag: &str, round: usize, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let id = self.draft(&format!("RT-{tag}{round}-{i:06}"));
+                self.photo(&id, i as u8);
+                id
+            })
+            .collect()
     }
 
     fn accept(&self, id: &str, waybill: &str) {

@@ -251,53 +251,59 @@ impl Station {
     }
 
     /// Self-service drop-off: `draft` → `dropped`; custody starts.
-    ///
-    /// Checks and change run in one write job: what is checked is what is
-    /// changed, and the request costs one trip to the writer.
     pub async fn drop_off(&self, id: &ParcelId) -> Result<ReceiptView, CheckinError> {
-        let station = self.clone();
-        let id = id.clone();
-        let parcel = self
-            .db()
-            .write(Durability::Full, move |tx| {
-                let parcel =
-                    store::get(tx, &id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
-                if parcel.channel != Channel::SelfService {
-                    return Err(CheckinError::WrongChannel);
-                }
-                parcel.state.apply(Action::Drop)?;
-                station.require_photos(&parcel)?;
-                let changes = Changes {
-                    receipt_id: Some(ulid::Ulid::new().to_string()),
-                    ..Changes::default()
-                };
-                let p = store::transition_from(tx, parcel, Action::Drop, changes)?;
-                let data = json!({
-                    "channel": p.channel, "photos": p.photos, "receipt_id": p.receipt_id,
-                    "provisional": p.provisional,
-                });
-                outbox::append(
-                    tx,
-                    station.events(),
-                    EventType::Dropped,
-                    &id,
-                    &p.return_no,
-                    data,
-                )?;
-                Ok::<_, CheckinError>(p)
-            })
-            .await?;
-        self.metrics().transition(Counted::Dropped);
-        self.receipt(&parcel)
+        let custody = Custody {
+            action: Action::Drop,
+            event: EventType::Dropped,
+            counted: Counted::Dropped,
+            data: dropped_data,
+        };
+        self.take_into_custody(id, custody, |_, _, parcel| {
+            if parcel.channel != Channel::SelfService {
+                return Err(CheckinError::WrongChannel);
+            }
+            Ok(Changes::default())
+        })
+        .await
     }
 
     /// A clerk accepts the parcel with its waybill: `draft`/`dropped` →
-    /// `accepted`. One write job, like [`Station::drop_off`].
+    /// `accepted`.
     pub async fn accept(
         &self,
         id: &ParcelId,
         input: AcceptInput,
     ) -> Result<ReceiptView, CheckinError> {
+        let custody = Custody {
+            action: Action::Accept,
+            event: EventType::Accepted,
+            counted: Counted::Accepted,
+            data: accepted_data,
+        };
+        self.take_into_custody(id, custody, move |station, tx, parcel| {
+            let expected = manifest::get(tx, &parcel.return_no)?
+                .map(|m| m.items)
+                .unwrap_or_default();
+            input.into_changes(&station.config().carriers, &expected)
+        })
+        .await
+    }
+
+    /// Drop and accept: load, check, change and record the parcel in one
+    /// write job (what is checked is what is changed, and the request costs
+    /// one trip to the writer), then hand out its receipt. `changes` checks
+    /// what is particular to the action and returns the fields to set.
+    async fn take_into_custody<F>(
+        &self,
+        id: &ParcelId,
+        custody: Custody,
+        changes: F,
+    ) -> Result<ReceiptView, CheckinError>
+    where
+        F: FnOnce(&Station, &rusqlite::Transaction<'_>, &Parcel) -> Result<Changes, CheckinError>
+            + Send
+            + 'static,
+    {
         let station = self.clone();
         let id = id.clone();
         let parcel = self
@@ -306,29 +312,26 @@ impl Station {
                 let parcel =
                     store::get(tx, &id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
                 // Refuse an impossible transition before complaining about fields.
-                parcel.state.apply(Action::Accept)?;
+                parcel.state.apply(custody.action)?;
+                let mut changes = changes(&station, tx, &parcel)?;
                 station.require_photos(&parcel)?;
-                let expected = manifest::get(tx, &parcel.return_no)?
-                    .map(|m| m.items)
-                    .unwrap_or_default();
-                let mut changes = input.into_changes(&station.config().carriers, &expected)?;
                 // A parcel dropped at the kiosk keeps the receipt it was
                 // given (the store keeps the first id); one accepted at the
                 // counter gets its receipt now.
                 changes.receipt_id = Some(ulid::Ulid::new().to_string());
-                let p = store::transition_from(tx, parcel, Action::Accept, changes)?;
+                let p = store::transition_from(tx, parcel, custody.action, changes)?;
                 outbox::append(
                     tx,
                     station.events(),
-                    EventType::Accepted,
+                    custody.event,
                     &id,
                     &p.return_no,
-                    accepted_data(&p),
+                    (custody.data)(&p),
                 )?;
                 Ok::<_, CheckinError>(p)
             })
             .await?;
-        self.metrics().transition(Counted::Accepted);
+        self.metrics().transition(custody.counted);
         self.receipt(&parcel)
     }
 
@@ -471,6 +474,21 @@ fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
             (None, Parsed::Number(_)) => Source::Unverified,
         },
     }
+}
+
+/// What differs between the two ways into custody.
+struct Custody {
+    action: Action,
+    event: EventType,
+    counted: Counted,
+    data: fn(&Parcel) -> Value,
+}
+
+fn dropped_data(p: &Parcel) -> Value {
+    json!({
+        "channel": p.channel, "photos": p.photos, "receipt_id": p.receipt_id,
+        "provisional": p.provisional,
+    })
 }
 
 fn accepted_data(p: &Parcel) -> Value {
