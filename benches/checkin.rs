@@ -10,8 +10,8 @@
 //!    against the two bare indexed lookups a decision needs.
 //!
 //! `cargo bench --bench checkin` (add `-- --quick` for a smoke run). The
-//! data directory is a temporary one under `YIZHAN_BENCH_DIR` (default: the
-//! system temp dir); put it on the disk you want measured. Figures and how
+//! data directory is a temporary one under `YIZHAN_BENCH_DIR` (default:
+//! `target/tmp`); put it on the disk you want measured. Figures and how
 //! to read them: docs/PERFORMANCE.md.
 
 use std::time::{Duration, Instant};
