@@ -235,6 +235,9 @@ impl Station {
             }
             Ok(())
         });
+        if result.is_ok() && state != State::Draft {
+            self.events_committed();
+        }
         if result.is_err() {
             let referenced: bool = conn
                 .query_row(
@@ -331,6 +334,7 @@ impl Station {
                 Ok::<_, CheckinError>(p)
             })
             .await?;
+        self.events_committed();
         self.metrics().transition(custody.counted);
         self.receipt(&parcel)
     }
@@ -369,6 +373,7 @@ impl Station {
                 Ok::<_, CheckinError>(p)
             })
             .await?;
+        self.events_committed();
         self.metrics().transition(Counted::Rejected);
         Ok(parcel)
     }

@@ -85,6 +85,79 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// Which transport carries events up (`sync.events_via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsVia {
+    Mqtt,
+    Https,
+    /// MQTT while connected, HTTPS while it is not.
+    Auto,
+}
+
+impl EventsVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventsVia::Mqtt => "mqtt",
+            EventsVia::Https => "https",
+            EventsVia::Auto => "auto",
+        }
+    }
+}
+
+/// Trust and client identity for one TLS peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM CA bundle; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+}
+
+/// `[sync.mqtt]`.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub keep_alive_s: u64,
+    pub tls_files: TlsFiles,
+}
+
+/// `[sync.https]`.
+#[derive(Debug, Clone)]
+pub struct HttpsConfig {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub token_file: Option<PathBuf>,
+    pub tls_files: TlsFiles,
+}
+
+/// `[sync]`: delivery to the platform (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub events_via: EventsVia,
+    pub status_interval_s: u64,
+    pub manifest_interval_s: u64,
+    /// 0: no cap.
+    pub max_bytes_per_s: u64,
+    pub inflight: u16,
+    pub batch_size: u32,
+    pub retry_initial_ms: u64,
+    pub retry_max_s: u64,
+    pub timeout_s: u64,
+    pub mqtt: Option<MqttConfig>,
+    pub https: Option<HttpsConfig>,
+}
+
+impl SyncConfig {
+    /// Whether any platform is configured at all.
+    pub fn enabled(&self) -> bool {
+        self.mqtt.is_some() || self.https.is_some()
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -93,6 +166,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub codes: CodesConfig,
     pub carriers: Carriers,
+    pub sync: SyncConfig,
     pub log: LogConfig,
 }
 

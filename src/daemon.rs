@@ -3,11 +3,12 @@
 //! # Lifecycle
 //! 1. Open the station (database migrated, device key, photo repair).
 //! 2. Bind the API; only then is the daemon ready.
-//! 3. Serve, with housekeeping on a timer, until SIGTERM or SIGINT.
+//! 3. Serve, with housekeeping on a timer and the sync tasks delivering to
+//!    the platform, until SIGTERM or SIGINT.
 //! 4. On the first signal stop accepting connections and let requests in
 //!    flight finish (up to [`GRACE`]); a second signal, or the grace running
 //!    out, stops at once. Every acknowledged request has already committed.
-//! 5. Stop the timers, checkpoint the WAL and close the database.
+//! 5. Stop the timers and the sync tasks (MQTT says goodbye), checkpoint the WAL and close the database.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     },
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start delivery to the platform: {0}")]
+    Sync(crate::sync::SyncError),
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -64,6 +67,7 @@ pub async fn run_on(
     tracing::info!(%addr, station_id = %station.config().station.id, version = env!("CARGO_PKG_VERSION"), "api listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
+    let sync = crate::sync::start(&station).map_err(DaemonError::Sync)?;
     let mut draining = stop_rx.clone();
     let graceful = async move {
         shutdown.await;
@@ -84,6 +88,7 @@ pub async fn run_on(
     };
     housekeeping.abort();
     let _ = housekeeping.await;
+    sync.stop().await;
     close(&station).await;
     served.map_err(DaemonError::Serve)
 }

@@ -24,4 +24,5 @@ pub mod parcel;
 pub mod photo;
 pub mod receipt;
 pub mod station;
+pub mod sync;
 pub mod token;

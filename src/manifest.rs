@@ -23,7 +23,7 @@ pub enum ReturnStatus {
 }
 
 impl ReturnStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ReturnStatus::Authorized => "authorized",
             ReturnStatus::Cancelled => "cancelled",

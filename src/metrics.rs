@@ -58,6 +58,12 @@ pub struct Gauges {
     pub last_seq: i64,
     pub overdue_parcels: i64,
     pub manifest_entries: i64,
+    pub pending_photos: i64,
+    pub dead_photos: i64,
+    pub mqtt_connected: i64,
+    pub events_delivered: i64,
+    pub photos_uploaded: i64,
+    pub last_delivery_ts: i64,
 }
 
 impl Metrics {
@@ -200,9 +206,44 @@ impl Metrics {
                 "Returns in the local manifest.",
                 g.manifest_entries,
             ),
+            (
+                "yizhan_photos_pending_upload",
+                "Photos of parcels in custody not yet uploaded.",
+                g.pending_photos,
+            ),
+            (
+                "yizhan_photos_dead_letters",
+                "Photos the platform refused, waiting for an operator.",
+                g.dead_photos,
+            ),
+            (
+                "yizhan_sync_mqtt_connected",
+                "1 while the MQTT session is up.",
+                g.mqtt_connected,
+            ),
+            (
+                "yizhan_sync_last_delivery_timestamp_seconds",
+                "Unix time of the last confirmed delivery since start (0: none).",
+                g.last_delivery_ts,
+            ),
         ];
         for (name, help, v) in gauges {
             header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        for (name, help, v) in [
+            (
+                "yizhan_sync_events_delivered_total",
+                "Events confirmed by the platform since start.",
+                g.events_delivered,
+            ),
+            (
+                "yizhan_sync_photos_uploaded_total",
+                "Photos confirmed by the platform since start.",
+                g.photos_uploaded,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {v}");
         }
         out

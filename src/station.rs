@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::db::{self, Db, DbError, Durability};
@@ -21,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::outbox::EventSource;
 use crate::parcel::store;
 use crate::photo::store::{PhotoStore, Report};
+use crate::sync::queue;
+use crate::sync::SyncState;
 
 /// Drafts promise nothing and are discarded after this long (SPEC §3).
 pub const DRAFT_TTL: Duration = Duration::from_secs(3600);
@@ -52,6 +55,10 @@ struct Inner {
     events: EventSource,
     key: SigningKey,
     metrics: Metrics,
+    sync: SyncState,
+    /// Bumped after every commit that appended events, so that delivery
+    /// starts at once instead of at its next timer.
+    committed: watch::Sender<u64>,
 }
 
 impl Station {
@@ -80,6 +87,8 @@ impl Station {
                 events,
                 key,
                 metrics: Metrics::default(),
+                sync: SyncState::default(),
+                committed: watch::channel(0).0,
             }),
         };
         station.discard_stale_drafts_blocking()?;
@@ -106,6 +115,21 @@ impl Station {
         &self.inner.metrics
     }
 
+    /// What the sync tasks report (connection state, last delivery…).
+    pub fn sync_state(&self) -> &SyncState {
+        &self.inner.sync
+    }
+
+    /// Tells delivery that new events are committed.
+    pub fn events_committed(&self) {
+        self.inner.committed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows [`Station::events_committed`].
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.inner.committed.subscribe()
+    }
+
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.inner.key
     }
@@ -115,12 +139,48 @@ impl Station {
         self.inner.key.verifying_key()
     }
 
-    /// Periodic upkeep: discards stale drafts and their unused photos.
+    /// Periodic upkeep: discards stale drafts and their unused photos, and
+    /// purges photo files whose upload was confirmed long enough ago.
     pub async fn housekeeping(&self) -> Result<(), DbError> {
         let station = self.clone();
-        tokio::task::spawn_blocking(move || station.discard_stale_drafts_blocking())
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            station.discard_stale_drafts_blocking()?;
+            station.purge_uploaded_photos_blocking()
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// SPEC §9: photo files may go `storage.photo_retention_days` after
+    /// their upload was confirmed; their rows (and metadata) stay.
+    pub fn purge_uploaded_photos_blocking(&self) -> Result<(), DbError> {
+        let days = i64::from(self.inner.config.storage.photo_retention_days);
+        let cutoff = crate::clock::format(chrono::Utc::now() - chrono::Duration::days(days));
+        let due = self
+            .inner
+            .db
+            .read_blocking(|c| queue::purgeable_photos(c, &cutoff))?;
+        let mut purged = 0;
+        for sha in due {
+            // Row first: a crash after it leaves a file a purged row still
+            // names (harmless), never a live row without its file.
+            let at = crate::clock::now_string();
+            self.inner
+                .db
+                .write_blocking(Durability::Full, |tx| queue::mark_purged(tx, &sha, &at))?;
+            if let Err(e) = self.inner.photos.remove(&sha) {
+                tracing::warn!(sha256 = %sha, error = %e, "could not remove a purged photo file");
+            }
+            purged += 1;
+        }
+        if purged > 0 {
+            tracing::info!(
+                photos = purged,
+                retention_days = days,
+                "purged uploaded photo files"
+            );
+        }
+        Ok(())
     }
 
     fn discard_stale_drafts_blocking(&self) -> Result<(), DbError> {

@@ -50,6 +50,7 @@ pub fn router(station: Station) -> Router {
         )
         .route("/api/v1/returns", get(ops::lookup))
         .route("/api/v1/carriers", get(ops::carriers))
+        .route("/api/v1/sync", get(ops::sync))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -52,6 +52,7 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
             let backlog = outbox::backlog(c)?;
             let cutoff = crate::clock::format(chrono::Utc::now() - chrono::Duration::hours(sla_h));
             let counts = parcel::store::counts(c)?;
+            let photos = crate::sync::queue::photo_backlog(c)?;
             Ok(Gauges {
                 parcels: parcel::State::ALL
                     .iter()
@@ -68,9 +69,24 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
                 last_seq: backlog.last_seq,
                 overdue_parcels: parcel::store::overdue(c, &cutoff)?,
                 manifest_entries: manifest::summary(c)?.0,
+                pending_photos: photos.pending_photos,
+                dead_photos: photos.dead_photos,
+                ..Gauges::default()
             })
         })
         .await?;
+    let live = st.sync_state().snapshot();
+    let gauges = Gauges {
+        mqtt_connected: i64::from(live.mqtt_connected),
+        events_delivered: live.events_delivered as i64,
+        photos_uploaded: live.photos_uploaded as i64,
+        last_delivery_ts: live
+            .last_delivery_at
+            .as_deref()
+            .and_then(crate::clock::parse)
+            .map_or(0, |t| t.timestamp()),
+        ..gauges
+    };
     let text = st.metrics().render(&gauges);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -97,6 +113,12 @@ pub async fn lookup(
         .lookup(query, q.limit.unwrap_or(20).clamp(1, 100))
         .await?;
     Ok(Json(json!({ "returns": returns })))
+}
+
+/// Delivery state: connections, backlog, dead letters (SPEC §7).
+pub async fn sync(State(st): State<Station>) -> Result<Json<crate::sync::SyncView>, ApiError> {
+    let view = crate::sync::view(&st).await.map_err(CheckinError::from)?;
+    Ok(Json(view))
 }
 
 pub async fn carriers(State(st): State<Station>) -> Json<Value> {

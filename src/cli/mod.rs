@@ -60,7 +60,8 @@ pub enum Command {
     /// List or show parcels.
     #[command(subcommand)]
     Parcels(ParcelsCommand),
-    /// Inspect the outbox of events waiting for the platform.
+    /// Inspect the outbox of events waiting for the platform; list and
+    /// retry dead letters.
     #[command(subcommand)]
     Outbox(OutboxCommand),
     /// Show this device's identity and the public key receipts verify with.
@@ -109,6 +110,21 @@ pub enum OutboxCommand {
     Show {
         /// The event's seq number or event_id.
         event: String,
+    },
+    /// Dead letters: events and photos the platform refused for good.
+    Dead {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Put dead letters back in the delivery queue (after the platform
+    /// side was fixed). The running daemon picks them up within seconds.
+    Retry {
+        /// Only the dead event with this seq number.
+        #[arg(conflicts_with = "all", required_unless_present = "all")]
+        seq: Option<i64>,
+        /// Every dead event and photo.
+        #[arg(long)]
+        all: bool,
     },
 }
 

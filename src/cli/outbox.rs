@@ -1,10 +1,19 @@
-//! `yizhan outbox pending|show`.
+//! `yizhan outbox pending|show|dead|retry`.
 
 use anyhow::{anyhow, Result};
+use serde::Serialize;
 
 use super::{open_db, OutboxCommand, Output};
 use crate::config::Config;
-use crate::outbox::{self, Filter};
+use crate::db::{DbError, Durability};
+use crate::outbox::{self, EventRecord, Filter};
+use crate::sync::queue::{self, PhotoUpload};
+
+#[derive(Serialize)]
+struct Dead {
+    events: Vec<EventRecord>,
+    photos: Vec<PhotoUpload>,
+}
 
 pub fn run(config: &Config, cmd: OutboxCommand, out: Output) -> Result<()> {
     let db = open_db(config, false)?;
@@ -20,6 +29,58 @@ pub fn run(config: &Config, cmd: OutboxCommand, out: Output) -> Result<()> {
                         e.seq, e.event_id, e.kind, e.occurred_at, e.attempts
                     );
                 }
+            })
+        }
+        OutboxCommand::Dead { limit } => {
+            let dead = db.read_blocking(|c| {
+                Ok::<_, DbError>(Dead {
+                    events: outbox::list(c, Filter::Dead, limit)?,
+                    photos: queue::dead_photos(c, limit as usize)?,
+                })
+            })?;
+            out.print(&dead, |d| {
+                println!(
+                    "{} dead event(s), {} dead photo(s){}",
+                    d.events.len(),
+                    d.photos.len(),
+                    if d.events.is_empty() && d.photos.is_empty() {
+                        ""
+                    } else {
+                        " — fix the cause, then `yizhan outbox retry --all`"
+                    }
+                );
+                for e in &d.events {
+                    println!(
+                        "{:>8}  {}  {:<28} since {}: {}",
+                        e.seq,
+                        e.event_id,
+                        e.kind,
+                        e.dead_at.as_deref().unwrap_or("?"),
+                        e.dead_reason.as_deref().unwrap_or("")
+                    );
+                }
+                for p in &d.photos {
+                    println!(
+                        "photo {}  since {}: {}",
+                        p.sha256,
+                        p.dead_at.as_deref().unwrap_or("?"),
+                        p.error.as_deref().unwrap_or("")
+                    );
+                }
+            })
+        }
+        OutboxCommand::Retry { seq, all } => {
+            let which = if all { None } else { seq };
+            let requeued =
+                db.write_blocking(Durability::Full, |tx| queue::retry_dead(tx, which))?;
+            if let (Some(seq), 0) = (which, requeued.events) {
+                return Err(anyhow!("event {seq} is not a dead letter"));
+            }
+            out.print(&requeued, |r| {
+                println!(
+                    "re-queued {} event(s) and {} photo(s) for delivery",
+                    r.events, r.photos
+                );
             })
         }
         OutboxCommand::Show { event } => {

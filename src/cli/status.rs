@@ -11,6 +11,7 @@ use super::{open_db, Output};
 use crate::config::Config;
 use crate::db::DbError;
 use crate::outbox::{self, Backlog};
+use crate::sync::queue::{self, PhotoBacklog};
 use crate::{clock, manifest, parcel};
 
 #[derive(Serialize)]
@@ -26,31 +27,39 @@ struct Status {
     outbox: Backlog,
     manifest_entries: i64,
     manifest_cursor: Option<String>,
+    photos: PhotoBacklog,
+    /// The running daemon's `/api/v1/sync` view; `None` when it does not
+    /// answer.
+    sync: Option<serde_json::Value>,
+    sync_configured: bool,
 }
 
 pub fn run(config: &Config, out: Output) -> Result<()> {
     let db = open_db(config, false)?;
     let sla = config.station.pickup_sla_h;
     let cutoff = clock::format(chrono::Utc::now() - chrono::Duration::hours(i64::from(sla)));
-    let (parcels, overdue, backlog, (manifest_entries, manifest_cursor)) =
-        db.read_blocking(|c| {
+    let (parcels, overdue, backlog, (manifest_entries, manifest_cursor), photos) = db
+        .read_blocking(|c| {
             Ok::<_, DbError>((
                 parcel::store::counts(c)?,
                 parcel::store::overdue(c, &cutoff)?,
                 outbox::backlog(c)?,
                 manifest::summary(c)?,
+                queue::photo_backlog(c)?,
             ))
         })?;
+    let running = daemon_get(config.api.listen, "/healthz").is_some_and(|(code, _)| code == 200);
+    let sync = running
+        .then(|| daemon_get(config.api.listen, "/api/v1/sync"))
+        .flatten()
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, body)| serde_json::from_slice(&body).ok());
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
         station_id: config.station.id.clone(),
         device_id: config.station.device_id.clone(),
         database: config.db_path().display().to_string(),
-        daemon: if daemon_answers(config.api.listen) {
-            "running"
-        } else {
-            "not reachable"
-        },
+        daemon: if running { "running" } else { "not reachable" },
         parcels: parcels
             .into_iter()
             .map(|(s, n)| (s.to_string(), n))
@@ -60,6 +69,9 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
         outbox: backlog,
         manifest_entries,
         manifest_cursor,
+        photos,
+        sync,
+        sync_configured: config.sync.enabled(),
     };
     out.print(&status, print_human)
 }
@@ -99,6 +111,12 @@ fn print_human(s: &Status) {
         o.dead_letters,
         o.last_seq
     );
+    let p = &s.photos;
+    println!(
+        "photos:    {} waiting for upload, {} dead letter(s), {} uploaded",
+        p.pending_photos, p.dead_photos, p.uploaded_photos
+    );
+    println!("sync:      {}", sync_line(s));
     println!(
         "manifest:  {} return(s){}",
         s.manifest_entries,
@@ -109,16 +127,65 @@ fn print_human(s: &Status) {
     );
 }
 
-/// Whether the daemon's API answers `/healthz` with 200.
-fn daemon_answers(addr: SocketAddr) -> bool {
-    let probe = || -> std::io::Result<bool> {
+fn sync_line(s: &Status) -> String {
+    if !s.sync_configured {
+        return "no platform configured: offline only, every event kept".into();
+    }
+    let Some(v) = &s.sync else {
+        return "daemon not running: nothing is being delivered".into();
+    };
+    let flag = |k: &str| v.get(k).and_then(serde_json::Value::as_bool);
+    let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+    let mut parts = vec![format!(
+        "{} via {}",
+        if flag("online") == Some(true) {
+            "ONLINE"
+        } else {
+            "OFFLINE"
+        },
+        text("events_via").unwrap_or("?")
+    )];
+    if flag("mqtt_configured") == Some(true) {
+        parts.push(format!(
+            "mqtt {}",
+            if flag("mqtt_connected") == Some(true) {
+                "connected"
+            } else {
+                "down"
+            }
+        ));
+    }
+    if let Some(at) = text("last_delivery_at") {
+        parts.push(format!("last delivery {at}"));
+    }
+    for key in ["mqtt_last_error", "https_last_error"] {
+        if let Some(e) = text(key) {
+            parts.push(format!("{key}: {e}"));
+        }
+    }
+    parts.join(", ")
+}
+
+/// A GET to the daemon's API: status code and body, or `None` when it does
+/// not answer within half a second.
+fn daemon_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+    let probe = || -> std::io::Result<(u16, Vec<u8>)> {
         let timeout = Duration::from_millis(500);
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
-        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)?;
-        Ok(head.ends_with(b"200"))
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut raw = Vec::new();
+        s.take(1 << 20).read_to_end(&mut raw)?;
+        let code = raw
+            .get(9..12)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or_else(Vec::new, |i| raw[i + 4..].to_vec());
+        Ok((code, body))
     };
-    probe().unwrap_or(false)
+    probe().ok()
 }

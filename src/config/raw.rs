@@ -9,13 +9,18 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{ApiConfig, CodesConfig, Config, LogConfig, LogFormat, StationConfig, StorageConfig};
+use super::{
+    ApiConfig, CodesConfig, Config, EventsVia, HttpsConfig, LogConfig, LogFormat, MqttConfig,
+    StationConfig, StorageConfig, SyncConfig, TlsFiles,
+};
 use crate::carrier::{Carrier, Carriers};
 use crate::clock::ClockCheck;
 use crate::code::{OfflinePolicy, TrustedKeys};
 use crate::token;
 
-const SECTIONS: [&str; 6] = ["station", "storage", "api", "codes", "carriers", "log"];
+const SECTIONS: [&str; 7] = [
+    "station", "storage", "api", "codes", "carriers", "sync", "log",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +68,44 @@ struct RawCarrier {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSync {
+    events_via: String,
+    status_interval_s: i64,
+    manifest_interval_s: i64,
+    max_bytes_per_s: i64,
+    inflight: i64,
+    batch_size: i64,
+    retry_initial_ms: i64,
+    retry_max_s: i64,
+    timeout_s: i64,
+    mqtt: RawMqtt,
+    https: RawHttps,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    url: String,
+    username: String,
+    password_file: String,
+    keep_alive_s: i64,
+    ca_file: String,
+    client_cert_file: String,
+    client_key_file: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttps {
+    base_url: String,
+    token_file: String,
+    ca_file: String,
+    client_cert_file: String,
+    client_key_file: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     format: String,
     level: String,
@@ -75,6 +118,7 @@ pub(super) struct Raw {
     api: RawApi,
     codes: RawCodes,
     carriers: Vec<RawCarrier>,
+    sync: RawSync,
     log: RawLog,
 }
 
@@ -98,20 +142,26 @@ impl Raw {
         let api = section::<RawApi>("api", take("api"), &mut problems);
         let codes = section::<RawCodes>("codes", take("codes"), &mut problems);
         let carriers = section::<Vec<RawCarrier>>("carriers", take("carriers"), &mut problems);
+        let sync = section::<RawSync>("sync", take("sync"), &mut problems);
         let log = section::<RawLog>("log", take("log"), &mut problems);
-        match (station, storage, api, codes, carriers, log) {
-            (Some(station), Some(storage), Some(api), Some(codes), Some(carriers), Some(log))
-                if problems.is_empty() =>
-            {
-                Ok(Raw {
-                    station,
-                    storage,
-                    api,
-                    codes,
-                    carriers,
-                    log,
-                })
-            }
+        match (station, storage, api, codes, carriers, sync, log) {
+            (
+                Some(station),
+                Some(storage),
+                Some(api),
+                Some(codes),
+                Some(carriers),
+                Some(sync),
+                Some(log),
+            ) if problems.is_empty() => Ok(Raw {
+                station,
+                storage,
+                api,
+                codes,
+                carriers,
+                sync,
+                log,
+            }),
             _ => Err(problems),
         }
     }
@@ -197,6 +247,7 @@ impl Raw {
             trusted_keys: trusted_keys(&mut p, self.codes.trusted_keys),
         };
         let carriers = carriers(&mut p, self.carriers);
+        let sync = sync(&mut p, self.sync);
         let log = LogConfig {
             format: p.choice(
                 "log.format",
@@ -219,6 +270,7 @@ impl Raw {
                 api: ApiConfig { listen },
                 codes,
                 carriers,
+                sync,
                 log,
             })
         } else {
@@ -274,6 +326,185 @@ fn carriers(p: &mut Problems, raw: Vec<RawCarrier>) -> Carriers {
         }
     }
     Carriers::new(list)
+}
+
+fn sync(p: &mut Problems, s: RawSync) -> SyncConfig {
+    let mqtt = mqtt(p, s.mqtt);
+    let https = https(p, s.https);
+    let events_via = p.choice(
+        "sync.events_via",
+        &s.events_via,
+        &[
+            ("auto", EventsVia::Auto),
+            ("mqtt", EventsVia::Mqtt),
+            ("https", EventsVia::Https),
+        ],
+        EventsVia::Auto,
+    );
+    match events_via {
+        EventsVia::Mqtt if mqtt.is_none() && https.is_some() => p.push(
+            "sync.events_via = \"mqtt\": expected sync.mqtt.url to be set as well".to_owned(),
+        ),
+        EventsVia::Https if https.is_none() && mqtt.is_some() => p.push(
+            "sync.events_via = \"https\": expected sync.https.base_url to be set as well"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    SyncConfig {
+        events_via,
+        status_interval_s: p.range(
+            "sync.status_interval_s",
+            s.status_interval_s,
+            1,
+            86_400,
+            "seconds",
+        ),
+        manifest_interval_s: p.range(
+            "sync.manifest_interval_s",
+            s.manifest_interval_s,
+            1,
+            7 * 86_400,
+            "seconds",
+        ),
+        max_bytes_per_s: p.range(
+            "sync.max_bytes_per_s",
+            s.max_bytes_per_s,
+            0,
+            1 << 40,
+            "bytes per second",
+        ),
+        inflight: p.range("sync.inflight", s.inflight, 1, 1000, "messages"),
+        batch_size: p.range("sync.batch_size", s.batch_size, 1, 5000, "events"),
+        retry_initial_ms: p.range(
+            "sync.retry_initial_ms",
+            s.retry_initial_ms,
+            10,
+            600_000,
+            "milliseconds",
+        ),
+        retry_max_s: p.range("sync.retry_max_s", s.retry_max_s, 1, 86_400, "seconds"),
+        timeout_s: p.range("sync.timeout_s", s.timeout_s, 1, 3600, "seconds"),
+        mqtt,
+        https,
+    }
+}
+
+fn mqtt(p: &mut Problems, m: RawMqtt) -> Option<MqttConfig> {
+    let keep_alive_s = p.range("sync.mqtt.keep_alive_s", m.keep_alive_s, 5, 3600, "seconds");
+    let tls_files = tls_files(
+        p,
+        "sync.mqtt",
+        &m.ca_file,
+        &m.client_cert_file,
+        &m.client_key_file,
+    );
+    let password_file = file(p, "sync.mqtt.password_file", &m.password_file);
+    if m.url.trim().is_empty() {
+        return None;
+    }
+    let bad = |p: &mut Problems| {
+        p.push(format!(
+            "sync.mqtt.url = {:?}: expected mqtts://host:port or mqtt://host:port",
+            m.url
+        ));
+        None
+    };
+    let Ok(url) = url::Url::parse(&m.url) else {
+        return bad(p);
+    };
+    let tls = match url.scheme() {
+        "mqtts" => true,
+        "mqtt" => false,
+        _ => return bad(p),
+    };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return bad(p);
+    };
+    if url.path().len() > 1 || url.query().is_some() || !url.username().is_empty() {
+        return bad(p);
+    }
+    if !tls && tls_files != TlsFiles::default() {
+        p.push(format!(
+            "sync.mqtt.url = {:?}: TLS files are set but the URL is plain mqtt://; expected mqtts://",
+            m.url
+        ));
+    }
+    Some(MqttConfig {
+        host: host.trim_matches(['[', ']']).to_owned(),
+        port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+        tls,
+        username: Some(m.username).filter(|u| !u.is_empty()),
+        password_file,
+        keep_alive_s,
+        tls_files,
+    })
+}
+
+fn https(p: &mut Problems, h: RawHttps) -> Option<HttpsConfig> {
+    let tls_files = tls_files(
+        p,
+        "sync.https",
+        &h.ca_file,
+        &h.client_cert_file,
+        &h.client_key_file,
+    );
+    let token_file = file(p, "sync.https.token_file", &h.token_file);
+    if h.base_url.trim().is_empty() {
+        return None;
+    }
+    match url::Url::parse(&h.base_url) {
+        Ok(u)
+            if matches!(u.scheme(), "https" | "http")
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.query().is_none() =>
+        {
+            Some(HttpsConfig {
+                base_url: h.base_url.trim_end_matches('/').to_owned(),
+                token_file,
+                tls_files,
+            })
+        }
+        _ => {
+            p.push(format!(
+                "sync.https.base_url = {:?}: expected a URL such as https://platform.example.com",
+                h.base_url
+            ));
+            None
+        }
+    }
+}
+
+fn tls_files(p: &mut Problems, section: &str, ca: &str, cert: &str, key: &str) -> TlsFiles {
+    let ca_file = file(p, &format!("{section}.ca_file"), ca);
+    let cert = file(p, &format!("{section}.client_cert_file"), cert);
+    let key = file(p, &format!("{section}.client_key_file"), key);
+    let client_auth = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            p.push(format!(
+                "{section}.client_cert_file / client_key_file: expected both set (mutual TLS) or neither"
+            ));
+            None
+        }
+    };
+    TlsFiles {
+        ca_file,
+        client_auth,
+    }
+}
+
+/// An optional path that, when given, must name a readable file.
+fn file(p: &mut Problems, key: &str, value: &str) -> Option<PathBuf> {
+    if value.is_empty() {
+        return None;
+    }
+    let path = PathBuf::from(value);
+    if let Err(e) = std::fs::File::open(&path) {
+        p.push(format!("{key} = {value:?}: expected a readable file ({e})"));
+    }
+    Some(path)
 }
 
 /// Problems found so far; each check returns a placeholder on failure so

@@ -21,11 +21,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, oldest first, versions 1..=N.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_sync",
+        sql: include_str!("../../migrations/0002_sync.sql"),
+    },
+];
 
 /// The schema version this binary writes.
 pub fn latest_version() -> u32 {

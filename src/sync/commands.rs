@@ -1,0 +1,278 @@
+//! Platform commands (SPEC §6.1 `…/commands`), applied idempotently by
+//! `command_id`: the id is recorded in the same transaction as the effect,
+//! so a command delivered twice (QoS 1) changes things once.
+//!
+//! A malformed command is an error the caller logs and skips; it never
+//! stops the loop that received it.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::code;
+use crate::db::{DbError, Durability};
+use crate::manifest::{self, ReturnEntry, ReturnStatus};
+use crate::outbox::{self, EventSource, EventType};
+use crate::parcel::store::{self, Changes, StoreError};
+use crate::parcel::{Action, ParcelId};
+use crate::station::Station;
+
+/// Why a command was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("malformed command: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for CommandError {
+    fn from(e: rusqlite::Error) -> Self {
+        CommandError::Db(e.into())
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(db) => CommandError::Db(db),
+            other => CommandError::Db(DbError::Task(other.to_string())),
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied now; the text says what changed.
+    Done(String),
+    /// Already applied earlier (same `command_id`).
+    Duplicate,
+    /// A type this version does not know; recorded and skipped.
+    Unknown(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    command_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// A parsed, checked command.
+enum Command {
+    Authorized(ReturnEntry),
+    Cancelled(String),
+    Refresh,
+    Status {
+        return_no: String,
+        status: String,
+        at: String,
+    },
+    Unknown(String),
+}
+
+/// Applies one command payload. Returns what happened and whether the
+/// manifest should be pulled now.
+pub async fn apply(station: &Station, payload: &[u8]) -> Result<(Applied, bool), CommandError> {
+    let (id, command) = parse(payload)?;
+    let refresh = matches!(command, Command::Refresh);
+    let source = station.events().clone();
+    let (applied, held) = station
+        .db()
+        .write(Durability::Full, move |tx| {
+            apply_in(tx, &source, &id, command)
+        })
+        .await?;
+    if held > 0 {
+        station.events_committed();
+    }
+    let refresh = refresh && applied != Applied::Duplicate;
+    Ok((applied, refresh))
+}
+
+fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
+    let bad = |m: String| CommandError::Malformed(m);
+    let env: Envelope = serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))?;
+    if env.command_id.is_empty() || env.command_id.len() > 128 {
+        return Err(bad("command_id must be 1-128 characters".into()));
+    }
+    let return_no = |data: &Value| -> Result<String, CommandError> {
+        data.get("return_no")
+            .and_then(Value::as_str)
+            .and_then(code::normalise_return_no)
+            .ok_or_else(|| bad("data.return_no must be a return number".into()))
+    };
+    let command = match env.kind.as_str() {
+        "return.authorized" => {
+            let entry = env
+                .data
+                .get("return")
+                .ok_or_else(|| bad("data.return is missing".into()))?;
+            let doc = serde_json::to_vec(&json!({ "returns": [entry] }))
+                .map_err(|e| bad(e.to_string()))?;
+            let mut page = manifest::parse(&doc).map_err(|e| bad(e.to_string()))?;
+            Command::Authorized(page.returns.remove(0))
+        }
+        "return.cancelled" => Command::Cancelled(return_no(&env.data)?),
+        "manifest.refresh" => Command::Refresh,
+        "parcel.status" => {
+            let status = env
+                .data
+                .get("status")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= 64)
+                .ok_or_else(|| bad("data.status must be 1-64 characters".into()))?;
+            let at = env
+                .data
+                .get("at")
+                .and_then(Value::as_str)
+                .filter(|s| crate::clock::parse(s).is_some())
+                .ok_or_else(|| bad("data.at must be an RFC 3339 time".into()))?;
+            Command::Status {
+                return_no: return_no(&env.data)?,
+                status: status.to_owned(),
+                at: at.to_owned(),
+            }
+        }
+        other => Command::Unknown(other.chars().take(64).collect()),
+    };
+    Ok((env.command_id, command))
+}
+
+fn apply_in(
+    tx: &Transaction<'_>,
+    source: &EventSource,
+    id: &str,
+    command: Command,
+) -> Result<(Applied, usize), CommandError> {
+    let seen: Option<String> = tx
+        .query_row(
+            "SELECT outcome FROM commands WHERE command_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if seen.is_some() {
+        return Ok((Applied::Duplicate, 0));
+    }
+    let (kind, applied, held) = match command {
+        Command::Authorized(entry) => {
+            manifest::upsert(tx, std::slice::from_ref(&entry))?;
+            let held = if entry.status == ReturnStatus::Cancelled {
+                hold_cancelled(tx, source, &entry.return_no)?
+            } else {
+                0
+            };
+            let text = format!("return {} {}", entry.return_no, entry.status.as_str());
+            ("return.authorized", Applied::Done(text), held)
+        }
+        Command::Cancelled(rn) => {
+            tx.execute(
+                "UPDATE returns SET status = 'cancelled', updated_at = ?2 WHERE return_no = ?1",
+                params![rn, crate::clock::now_string()],
+            )?;
+            let held = hold_cancelled(tx, source, &rn)?;
+            let text = format!("return {rn} cancelled, {held} parcel(s) held");
+            ("return.cancelled", Applied::Done(text), held)
+        }
+        Command::Refresh => ("manifest.refresh", Applied::Done("refresh".into()), 0),
+        Command::Status {
+            return_no,
+            status,
+            at,
+        } => {
+            tx.execute(
+                "INSERT INTO return_progress (return_no, status, at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (return_no) DO UPDATE SET status = excluded.status,
+                   at = excluded.at, updated_at = excluded.updated_at
+                 WHERE excluded.at >= return_progress.at",
+                params![return_no, status, at, crate::clock::now_string()],
+            )?;
+            let text = format!("return {return_no} progress {status}");
+            ("parcel.status", Applied::Done(text), 0)
+        }
+        Command::Unknown(kind) => ("unknown", Applied::Unknown(kind), 0),
+    };
+    let outcome = match &applied {
+        Applied::Done(t) => t.clone(),
+        Applied::Unknown(k) => format!("unknown type {k}"),
+        Applied::Duplicate => "duplicate".into(),
+    };
+    tx.execute(
+        "INSERT INTO commands (command_id, type, applied_at, outcome) VALUES (?1, ?2, ?3, ?4)",
+        params![id, kind, crate::clock::now_string(), outcome],
+    )?;
+    Ok((applied, held))
+}
+
+/// The platform cancelled return `rn`: a parcel for it still in the
+/// station's hands (dropped or accepted) goes `held`, with its event.
+pub fn hold_cancelled(
+    tx: &Transaction<'_>,
+    source: &EventSource,
+    rn: &str,
+) -> Result<usize, CommandError> {
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM parcels WHERE return_no = ?1 AND state IN ('dropped', 'accepted')",
+        )?
+        .query_map([rn], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        let Some(id) = ParcelId::parse(id) else {
+            continue;
+        };
+        let changes = Changes {
+            hold_reason: Some("return_cancelled".into()),
+            ..Changes::default()
+        };
+        let p = store::transition(tx, &id, Action::Hold, changes)?;
+        outbox::append(
+            tx,
+            source,
+            EventType::Held,
+            &id,
+            &p.return_no,
+            json!({ "reason": "return_cancelled" }),
+        )?;
+    }
+    Ok(ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_commands_are_named() {
+        for (payload, want) in [
+            (&b"not json"[..], "expected"),
+            (br#"{"type":"manifest.refresh"}"#, "command_id"),
+            (br#"{"command_id":"","type":"manifest.refresh"}"#, "command_id"),
+            (br#"{"command_id":"c1","type":"return.cancelled","data":{}}"#, "return_no"),
+            (br#"{"command_id":"c1","type":"return.authorized","data":{}}"#, "data.return"),
+            (
+                br#"{"command_id":"c1","type":"parcel.status","data":{"return_no":"RT000001","status":"x","at":"yesterday"}}"#,
+                "data.at",
+            ),
+            (&[0xff, 0xfe][..], "expected"),
+        ] {
+            match parse(payload) {
+                Err(CommandError::Malformed(m)) => assert!(m.contains(want), "{m} lacks {want}"),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("{:?} parsed", String::from_utf8_lossy(payload)),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_types_parse_as_unknown() {
+        let (id, c) = parse(br#"{"command_id":"c9","type":"future.thing","data":{}}"#).unwrap();
+        assert_eq!(id, "c9");
+        assert!(matches!(c, Command::Unknown(k) if k == "future.thing"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Choosing what to send next, the byte-rate cap, and recording PUBACKs.
+//!
+//! # Order
+//! The backlog goes oldest first. With `sync.max_bytes_per_s` set, the
+//! backlog is drained at that rate, but events committed after the session
+//! started ("live" events, `seq` above the mark taken at connect) bypass the
+//! cap and go out as soon as they are committed: first in line right behind
+//! the backlog head, never starved by a week of backlog.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::queue::{self, Outgoing};
+use super::Ctx;
+use crate::db::{DbError, Durability};
+
+/// Cursors over the outbox for one session.
+#[derive(Debug)]
+pub struct Selector {
+    live_mark: i64,
+    backlog_after: i64,
+    live_after: i64,
+    bucket: Option<Bucket>,
+}
+
+/// What [`Selector::next`] found.
+pub struct Pick {
+    pub events: Vec<Outgoing>,
+    /// The outbox may hold more right now.
+    pub more: bool,
+    /// The rate cap holds the backlog back until then.
+    pub wait_until: Option<Instant>,
+}
+
+impl Selector {
+    /// A session starting now: everything up to `live_mark` is backlog.
+    pub fn new(live_mark: i64, max_bytes_per_s: u64) -> Selector {
+        Selector {
+            live_mark,
+            backlog_after: 0,
+            live_after: live_mark,
+            bucket: (max_bytes_per_s > 0).then(|| Bucket::new(max_bytes_per_s)),
+        }
+    }
+
+    /// Starts again from the head of the outbox (after an operator retry
+    /// re-queued older events, or when nothing is in flight).
+    pub fn rewind(&mut self) {
+        self.backlog_after = 0;
+        self.live_after = self.live_mark;
+    }
+
+    /// Up to `limit` events to send next.
+    pub async fn next(&mut self, ctx: &Ctx, limit: usize) -> Result<Pick, DbError> {
+        if limit == 0 {
+            return Ok(Pick {
+                events: Vec::new(),
+                more: true,
+                wait_until: None,
+            });
+        }
+        let Some(bucket) = &mut self.bucket else {
+            let after = self.backlog_after;
+            let events = ctx
+                .read(move |c| queue::pending_events(c, after, i64::MAX, limit))
+                .await?;
+            if let Some(last) = events.last() {
+                self.backlog_after = last.seq;
+            }
+            let more = events.len() == limit;
+            return Ok(Pick {
+                events,
+                more,
+                wait_until: None,
+            });
+        };
+        let (live_after, backlog_after, mark) =
+            (self.live_after, self.backlog_after, self.live_mark);
+        let (mut live, backlog) = ctx
+            .read(move |c| {
+                let live = queue::pending_events(c, live_after, i64::MAX, limit)?;
+                let room = limit - live.len();
+                let backlog = queue::pending_events(c, backlog_after, mark, room)?;
+                Ok::<_, DbError>((live, backlog))
+            })
+            .await?;
+        if let Some(last) = live.last() {
+            self.live_after = last.seq;
+        }
+        let more_live = live.len() == limit;
+        let room = limit - live.len();
+        let mut wait_until = None;
+        let offered = backlog.len();
+        let mut taken = 0;
+        for event in backlog {
+            if let Some(at) = bucket.take(event.body.len()) {
+                wait_until = Some(at);
+                break;
+            }
+            self.backlog_after = event.seq;
+            live.push(event);
+            taken += 1;
+        }
+        Ok(Pick {
+            events: live,
+            more: more_live || (wait_until.is_none() && offered == room && taken == room),
+            wait_until,
+        })
+    }
+}
+
+/// A token bucket of bytes: `rate` per second, one second of burst.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64) -> Bucket {
+        Bucket {
+            rate: rate as f64,
+            tokens: rate as f64,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes `n` bytes, or says when they will be there. An event larger
+    /// than the whole bucket goes when the bucket is full (and leaves it in
+    /// debt), so no event is held back for ever.
+    fn take(&mut self, n: usize) -> Option<Instant> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.at = now;
+        let need = (n as f64).min(self.rate);
+        if self.tokens >= need {
+            self.tokens -= n as f64;
+            None
+        } else {
+            let wait = (need - self.tokens) / self.rate;
+            Some(now + Duration::from_secs_f64(wait))
+        }
+    }
+}
+
+/// Records acknowledged `seq`s in batches: every ack that has arrived
+/// while the previous batch was being written goes into the next one, in
+/// one relaxed transaction (losing one only means a resend).
+pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
+    while let Some(first) = acks.recv().await {
+        let mut seqs = vec![first];
+        while seqs.len() < 8192 {
+            match acks.try_recv() {
+                Ok(seq) => seqs.push(seq),
+                Err(_) => break,
+            }
+        }
+        let at = crate::clock::now_string();
+        let stamp = at.clone();
+        let written = ctx
+            .station
+            .db()
+            .write(Durability::Relaxed, move |tx| {
+                queue::mark_delivered(tx, &seqs, &stamp)
+            })
+            .await;
+        match written {
+            Ok(n) => ctx.state.update(|l| {
+                l.events_delivered += n as u64;
+                l.last_delivery_at = Some(at);
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record deliveries; those events will be sent again")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_lets_a_second_through_then_waits() {
+        let mut b = Bucket::new(1000);
+        assert!(b.take(600).is_none());
+        assert!(b.take(400).is_none());
+        let wait = b.take(500).expect("the bucket is empty");
+        assert!(wait > Instant::now() + Duration::from_millis(300));
+        // Bigger than the bucket: waits for a full bucket, not for ever.
+        let mut b = Bucket::new(100);
+        assert!(b.take(5000).is_none());
+    }
+}

@@ -1,0 +1,376 @@
+//! Events up, commands down and presence over MQTT (SPEC §6.1).
+//!
+//! # Sessions
+//! Each connection gets a fresh `rumqttc` event loop. rumqttc keeps its
+//! unacknowledged publishes in memory only and drops them when the broker
+//! has no saved session, so we never rely on them: the outbox is the source
+//! of truth, and each new session resends every event not yet marked
+//! delivered. Duplicates are fine; loss is not.
+//!
+//! PUBACKs are matched to outbox rows by packet id: the event loop reports
+//! `Outgoing::Publish(pkid)` for requests in the order they were made, so a
+//! FIFO of what we asked to publish names the `seq` behind each pkid.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, TlsConfiguration, Transport,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::backoff::Backoff;
+use super::drain::Selector;
+use super::{commands, queue, stopped, tls, Ctx, SyncError};
+use crate::config::MqttConfig;
+
+/// How often an idle session looks at the outbox again even without a
+/// signal (an operator's retry from the CLI, say).
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// The topics of one station.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub events: String,
+    pub status: String,
+    pub commands: String,
+}
+
+impl Topics {
+    pub fn new(station_id: &str) -> Topics {
+        let base = format!("yizhan/v1/stations/{station_id}");
+        Topics {
+            events: format!("{base}/events"),
+            status: format!("{base}/status"),
+            commands: format!("{base}/commands"),
+        }
+    }
+}
+
+/// Connects, serves, and reconnects with backoff until `stop`.
+pub async fn run(ctx: Ctx, cfg: MqttConfig, mut stop: watch::Receiver<bool>) {
+    let sync = ctx.station.config().sync.clone();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(sync.retry_initial_ms),
+        Duration::from_secs(sync.retry_max_s),
+    );
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let ended = match options(&ctx, &cfg).await {
+            Ok(opts) => session(&ctx, opts, &mut stop).await,
+            Err(e) => Ended::Lost {
+                error: e.to_string(),
+                was_connected: false,
+            },
+        };
+        match ended {
+            Ended::Stopped => return,
+            Ended::Lost {
+                error,
+                was_connected,
+            } => {
+                ctx.state.set_mqtt_connected(false, Some(error.clone()));
+                if was_connected {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost or refused; will reconnect");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stopped(&mut stop) => return,
+                }
+            }
+        }
+    }
+}
+
+enum Ended {
+    Stopped,
+    Lost { error: String, was_connected: bool },
+}
+
+async fn options(ctx: &Ctx, cfg: &MqttConfig) -> Result<MqttOptions, SyncError> {
+    let station = &ctx.station.config().station;
+    let sync = &ctx.station.config().sync;
+    let mut opts = MqttOptions::new(station.device_id.clone(), cfg.host.clone(), cfg.port);
+    opts.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
+        .set_inflight(sync.inflight.saturating_add(8))
+        .set_manual_acks(true)
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_last_will(LastWill::new(
+            ctx.topics.status.clone(),
+            json!({"online": false}).to_string(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(user) = &cfg.username {
+        let password = match &cfg.password_file {
+            Some(path) => tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| {
+                    SyncError::Credentials(format!(
+                        "cannot read sync.mqtt.password_file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            None => String::new(),
+        };
+        opts.set_credentials(user.clone(), password);
+    }
+    if cfg.tls {
+        let tls = tls::client_config(&cfg.tls_files)?;
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    }
+    Ok(opts)
+}
+
+/// One connection, from connect to loss (or stop).
+async fn session(ctx: &Ctx, opts: MqttOptions, stop: &mut watch::Receiver<bool>) -> Ended {
+    let sync = ctx.station.config().sync.clone();
+    let window = usize::from(sync.inflight);
+    let (client, eventloop) = AsyncClient::new(opts, window * 2 + 32);
+    let (events_tx, mut events) = mpsc::channel(window * 2 + 32);
+    let mut network = tokio::spawn(forward(eventloop, events_tx, sync.timeout_s));
+    let ended = Session {
+        ctx,
+        client: &client,
+        window,
+        asked: VecDeque::new(),
+        inflight: HashMap::new(),
+        connected: false,
+    }
+    .serve(&mut events, stop)
+    .await;
+    if matches!(ended, Ended::Stopped) {
+        // Give the goodbye and DISCONNECT a moment to leave.
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut network).await;
+    }
+    network.abort();
+    ended
+}
+
+/// Polls the event loop and forwards what it says; ends at the first error.
+async fn forward(
+    mut eventloop: EventLoop,
+    out: mpsc::Sender<Result<Event, ConnectionError>>,
+    connect_timeout_s: u64,
+) {
+    eventloop
+        .network_options
+        .set_connection_timeout(connect_timeout_s);
+    loop {
+        let next = eventloop.poll().await;
+        let failed = next.is_err();
+        if out.send(next).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+struct Session<'a> {
+    ctx: &'a Ctx,
+    client: &'a AsyncClient,
+    window: usize,
+    /// What we asked to publish, in order: `Some(seq)` for events, `None`
+    /// for presence messages.
+    asked: VecDeque<Option<i64>>,
+    /// Packet id → seq of events awaiting their PUBACK.
+    inflight: HashMap<u16, i64>,
+    connected: bool,
+}
+
+impl Session<'_> {
+    async fn serve(
+        mut self,
+        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let ctx = self.ctx;
+        let sync = ctx.station.config().sync.clone();
+        let mut committed = ctx.station.watch_events();
+        let mut selector = Selector::new(0, sync.max_bytes_per_s);
+        let mut more = false;
+        let mut wait_until: Option<Instant> = None;
+        let mut status_tick = tokio::time::interval(Duration::from_secs(sync.status_interval_s));
+        status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut rescan = tokio::time::interval(RESCAN_EVERY);
+        rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let in_window = self.asked.iter().flatten().count() + self.inflight.len();
+            let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
+            if self.connected && more && rate_ok && in_window < self.window {
+                wait_until = None;
+                match selector.next(ctx, self.window - in_window).await {
+                    Ok(pick) => {
+                        more = pick.more;
+                        wait_until = pick.wait_until.map(Instant::from_std);
+                        for e in pick.events {
+                            if let Err(err) =
+                                self.publish(Some(e.seq), &ctx.topics.events, e.body, false)
+                            {
+                                return self.lost(err);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the outbox; will retry");
+                        more = false;
+                    }
+                }
+                continue;
+            }
+            let rate_wait = async {
+                match wait_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    None => return self.lost("the MQTT event loop ended".into()),
+                    Some(Err(e)) => return self.lost(e.to_string()),
+                    Some(Ok(ev)) => {
+                        if let Some(connected_now) = self.handle(ev, &mut selector).await {
+                            if let Err(e) = connected_now {
+                                return self.lost(e);
+                            }
+                            more = true;
+                        }
+                    }
+                },
+                _ = committed.changed() => more = true,
+                _ = rescan.tick() => {
+                    if self.asked.is_empty() && self.inflight.is_empty() {
+                        selector.rewind();
+                    }
+                    more = true;
+                }
+                _ = status_tick.tick(), if self.connected => {
+                    if let Err(e) = self.publish_status(true).await {
+                        return self.lost(e);
+                    }
+                }
+                () = rate_wait => wait_until = None,
+                () = stopped(stop) => {
+                    if self.connected {
+                        let _ = self.client.try_publish(
+                            ctx.topics.status.clone(), QoS::AtLeastOnce, true,
+                            json!({"online": false}).to_string(),
+                        );
+                    }
+                    let _ = self.client.try_disconnect();
+                    ctx.state.set_mqtt_connected(false, None);
+                    return Ended::Stopped;
+                }
+            }
+        }
+    }
+
+    /// Handles one event-loop event. `Some(Ok(()))` when the session has
+    /// just been established.
+    async fn handle(&mut self, ev: Event, selector: &mut Selector) -> Option<Result<(), String>> {
+        let ctx = self.ctx;
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.connected = true;
+                ctx.state.set_mqtt_connected(true, None);
+                tracing::info!(session_present = ack.session_present, "MQTT connected");
+                // Everything committed before now is backlog; resend all
+                // that is not marked delivered.
+                let mark = ctx.read(queue::last_seq).await.unwrap_or(0);
+                *selector = Selector::new(mark, ctx.station.config().sync.max_bytes_per_s);
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(ctx.topics.commands.clone(), QoS::AtLeastOnce)
+                {
+                    return Some(Err(e.to_string()));
+                }
+                Some(self.publish_status(true).await)
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(Some(seq)) = self.asked.pop_front() {
+                    self.inflight.insert(pkid, seq);
+                }
+                None
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(seq) = self.inflight.remove(&ack.pkid) {
+                    let _ = ctx.acks.send(seq);
+                }
+                None
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                self.command(p).await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies a command, then acknowledges it: a command is acked only
+    /// once its effect is committed (or it was found malformed).
+    async fn command(&mut self, p: Publish) {
+        let ctx = self.ctx;
+        if p.topic != ctx.topics.commands {
+            tracing::warn!(topic = %p.topic, "message on an unexpected topic; ignored");
+        } else {
+            match commands::apply(&ctx.station, &p.payload).await {
+                Ok((applied, refresh)) => {
+                    tracing::info!(outcome = ?applied, "platform command");
+                    ctx.state.update(|l| l.commands_applied += 1);
+                    if refresh {
+                        ctx.state.request_manifest_refresh();
+                    }
+                }
+                Err(commands::CommandError::Malformed(m)) => {
+                    tracing::warn!(problem = %m, bytes = p.payload.len(), "malformed platform command skipped");
+                    ctx.state.update(|l| l.commands_malformed += 1);
+                }
+                Err(e) => {
+                    // Not acked: the broker delivers it again next session.
+                    tracing::error!(error = %e, "could not apply a platform command; it will be redelivered");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.client.try_ack(&p) {
+            tracing::warn!(error = %e, "could not acknowledge a command");
+        }
+    }
+
+    fn publish(
+        &mut self,
+        seq: Option<i64>,
+        topic: &str,
+        payload: String,
+        retain: bool,
+    ) -> Result<(), String> {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .map_err(|e| e.to_string())?;
+        self.asked.push_back(seq);
+        Ok(())
+    }
+
+    async fn publish_status(&mut self, online: bool) -> Result<(), String> {
+        let ctx = self.ctx;
+        let body = super::presence(ctx, online).await;
+        let topic = ctx.topics.status.clone();
+        self.publish(None, &topic, body, true)
+    }
+
+    fn lost(&self, error: String) -> Ended {
+        Ended::Lost {
+            error,
+            was_connected: self.connected,
+        }
+    }
+}
