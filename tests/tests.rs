@@ -9,3 +9,5 @@ mod cli;
 mod codes;
 mod durability;
 mod lifecycle;
+mod platform;
+mod sync;

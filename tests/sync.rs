@@ -1,0 +1,596 @@
+//! Delivery to the platform (SPEC §5–§6, §12) against a real Mosquitto
+//! broker, an in-test fake platform and a TCP proxy that takes the network
+//! away: nothing committed is lost, nothing uncommitted is delivered.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::platform::{publish, Broker, FakePlatform, Proxy, Subscriber};
+use crate::util::{manifest_of, png, wait_until, TestStation};
+
+const EVENTS: &str = "yizhan/v1/stations/ST-0001/events";
+const STATUS: &str = "yizhan/v1/stations/ST-0001/status";
+const COMMANDS: &str = "yizhan/v1/stations/ST-0001/commands";
+const LONG: Duration = Duration::from_secs(60);
+
+/// Sync settings for a test station: fast retries, MQTT through `proxy`.
+fn sync_toml(mqtt_port: Option<u16>, https: Option<&str>, extra_sync: &str) -> String {
+    let mut t = format!(
+        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\nstatus_interval_s = 1\n{extra_sync}\n"
+    );
+    if let Some(p) = mqtt_port {
+        t.push_str(&format!(
+            "[sync.mqtt]\nurl = \"mqtt://127.0.0.1:{p}\"\nkeep_alive_s = 5\n"
+        ));
+    }
+    if let Some(base) = https {
+        t.push_str(&format!("[sync.https]\nbase_url = \"{base}\"\n"));
+    }
+    t
+}
+
+/// The station's sync view.
+fn sync_view(st: &TestStation) -> Value {
+    let (code, v) = st.get("/api/v1/sync");
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+fn wait_drained(st: &TestStation) {
+    wait_until("the outbox to drain", LONG, || {
+        let v = sync_view(st);
+        (v["pending_events"] == 0).then_some(())
+    });
+}
+
+/// Every event the platform got was committed by the station: same id,
+/// same seq, same body.
+fn assert_all_committed(st: &TestStation, received: &[Value]) {
+    let db = st.db();
+    for e in received {
+        let body: String = db
+            .query_row(
+                "SELECT body FROM events WHERE event_id = ?1",
+                [e["event_id"].as_str().unwrap()],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|_| panic!("delivered event was never committed: {e}"));
+        let committed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(&committed, e);
+    }
+}
+
+/// scan → photo (distinct per `n`) → accept; returns the photo's sha256.
+fn checkin(st: &TestStation, n: usize) -> String {
+    let id = st.draft(&format!("RT-SYNC-{n:05}"), "clerk");
+    let (code, photo) = st.post_bytes(
+        &format!("/api/v1/parcels/{id}/photos?kind=label"),
+        png(40 + (n % 50) as u32, 30, n as u8),
+    );
+    assert_eq!(code, 201, "{photo}");
+    let (code, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": format!("SF{:012}", n)}),
+    );
+    assert_eq!(code, 200, "{body}");
+    photo["sha256"].as_str().unwrap().to_owned()
+}
+
+/// A check-in without photos (stations configured with min_photos = 0).
+fn quick_checkin(st: &TestStation, n: usize) {
+    let id = st.draft(&format!("RT-FAST-{n:05}"), "clerk");
+    let (code, body) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": format!("SF{:012}", n)}),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn offline_then_online_every_event_and_photo_arrives() {
+    const N: usize = 12;
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, false);
+    let platform = FakePlatform::start(false);
+    let st = TestStation::start_with(&sync_toml(
+        Some(proxy.port),
+        Some(&platform.base_url()),
+        "events_via = \"mqtt\"",
+    ));
+    let shas: Vec<String> = (0..N).map(|n| checkin(&st, n)).collect();
+
+    let v = sync_view(&st);
+    assert_eq!(v["pending_events"], N, "{v}");
+    assert_eq!(v["pending_photos"], N, "{v}");
+    assert_eq!(v["online"], false, "{v}");
+    assert!(v["mqtt_last_error"].is_string(), "{v}");
+    assert!(sub.messages().is_empty() && platform.photos().is_empty());
+
+    proxy.set_open(true);
+    platform.set_up(true);
+    sub.wait_for_seqs(N as i64, LONG);
+    wait_drained(&st);
+    wait_until("every photo uploaded", LONG, || {
+        (platform.photos().len() == N).then_some(())
+    });
+
+    let received = sub.messages();
+    assert_eq!(sub.seqs(), (1..=N as i64).collect::<HashSet<_>>());
+    assert_all_committed(&st, &received);
+    let photos = platform.photos();
+    for sha in &shas {
+        let body = photos.get(sha).expect("photo uploaded");
+        assert_eq!(&hex::encode(Sha256::digest(body)), sha);
+        let stored = std::fs::read(
+            st.data_dir()
+                .join("photos")
+                .join(&sha[..2])
+                .join(format!("{sha}.jpg")),
+        )
+        .unwrap();
+        assert_eq!(&stored, body, "the stored JPEG is what went up");
+    }
+    let v = sync_view(&st);
+    assert_eq!(v["mqtt_connected"], true, "{v}");
+    assert_eq!(v["pending_photos"], 0, "{v}");
+    assert!(v["last_delivery_at"].is_string(), "{v}");
+}
+
+#[test]
+fn flaky_network_loses_nothing() {
+    const N: usize = 60;
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Arc::new(Proxy::start(broker.port, true));
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(Some(proxy.port), None, "inflight = 8")
+    ));
+    let chaos_on = Arc::new(AtomicBool::new(true));
+    let chaos = {
+        let (proxy, on) = (proxy.clone(), chaos_on.clone());
+        std::thread::spawn(move || {
+            let mut cuts = 0;
+            while on.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(fastrand::u64(30..200)));
+                if fastrand::bool() {
+                    proxy.cut();
+                    cuts += 1;
+                } else {
+                    proxy.stall(true);
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(50..400)));
+                    proxy.stall(false);
+                }
+            }
+            cuts
+        })
+    };
+    for n in 0..N {
+        quick_checkin(&st, n);
+        if n % 10 == 0 {
+            // Let the drain run into the chaos, not only after it.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    chaos_on.store(false, Ordering::Relaxed);
+    let cuts = chaos.join().unwrap();
+    proxy.stall(false);
+    sub.wait_for_seqs(N as i64, LONG);
+    wait_drained(&st);
+    assert!(cuts > 0, "the chaos never cut a connection");
+    assert!(proxy.accepted() > 1, "the station never had to reconnect");
+    assert_all_committed(&st, &sub.messages());
+}
+
+#[test]
+fn kill9_mid_drain_loses_nothing() {
+    const N: usize = 150;
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, false);
+    // A slow drain (a metered link) so that the kill lands in the middle.
+    let mut st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(Some(proxy.port), None, "max_bytes_per_s = 20000")
+    ));
+    for n in 0..N {
+        quick_checkin(&st, n);
+    }
+    proxy.set_open(true);
+    wait_until("part of the backlog delivered", LONG, || {
+        (sub.seqs().len() >= 30).then_some(())
+    });
+    st.kill9();
+    let got = sub.seqs().len();
+    assert!(got < N, "the drain finished before the kill ({got} of {N})");
+    st.spawn();
+    sub.wait_for_seqs(N as i64, LONG);
+    wait_drained(&st);
+    assert_all_committed(&st, &sub.messages());
+}
+
+#[test]
+fn broker_that_forgets_the_session_gets_everything_resent() {
+    const N: i64 = 10;
+    let mut broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, true);
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(Some(proxy.port), None, "events_via = \"mqtt\"")
+    ));
+    wait_until("MQTT connected", LONG, || {
+        (sync_view(&st)["mqtt_connected"] == true).then_some(())
+    });
+    // Publishes leave the station but no PUBACK comes back.
+    proxy.stall(true);
+    for n in 0..N as usize {
+        quick_checkin(&st, n);
+    }
+    // The broker dies with them; its successor knows no session at all.
+    proxy.set_open(false);
+    broker.restart();
+    sub.wait_ready();
+    proxy.stall(false);
+    proxy.set_open(true);
+    sub.wait_for_seqs(N, LONG);
+    wait_drained(&st);
+    assert_all_committed(&st, &sub.messages());
+}
+
+#[test]
+fn rate_cap_never_starves_new_checkins() {
+    const BACKLOG: usize = 40;
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, false);
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(Some(proxy.port), None, "max_bytes_per_s = 3000")
+    ));
+    for n in 0..BACKLOG {
+        quick_checkin(&st, n);
+    }
+    proxy.set_open(true);
+    wait_until("the drain to start", LONG, || {
+        (sync_view(&st)["mqtt_connected"] == true && !sub.seqs().is_empty()).then_some(())
+    });
+    quick_checkin(&st, BACKLOG);
+    let live = BACKLOG as i64 + 1;
+    wait_until("the new check-in's event", LONG, || {
+        sub.seqs().contains(&live).then_some(())
+    });
+    let seqs = sub.seqs();
+    assert!(
+        (1..=BACKLOG as i64).any(|s| !seqs.contains(&s)),
+        "the backlog had already drained; the cap did not hold it back"
+    );
+    sub.wait_for_seqs(live, LONG);
+}
+
+#[test]
+fn auto_uses_https_while_mqtt_is_down_with_the_token_from_its_file() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, false);
+    let platform = FakePlatform::start(true);
+    *platform.state.token.lock().unwrap() = Some("s3cret-token".into());
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "s3cret-token\n").unwrap();
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}token_file = {:?}\n",
+        sync_toml(Some(proxy.port), Some(&platform.base_url()), ""),
+        token.path().display().to_string()
+    ));
+    for n in 0..5 {
+        quick_checkin(&st, n);
+    }
+    wait_until("events over HTTPS", LONG, || {
+        (platform.seqs() == (1..=5).collect()).then_some(())
+    });
+    wait_drained(&st);
+    assert_eq!(platform.state.unauthorized.load(Ordering::SeqCst), 0);
+    assert!(sub.messages().is_empty());
+    let v = sync_view(&st);
+    assert_eq!(
+        (v["online"].clone(), v["mqtt_connected"].clone()),
+        (json!(true), json!(false))
+    );
+
+    proxy.set_open(true);
+    wait_until("MQTT connected", LONG, || {
+        (sync_view(&st)["mqtt_connected"] == true).then_some(())
+    });
+    quick_checkin(&st, 5);
+    wait_until("the next event over MQTT", LONG, || {
+        sub.seqs().contains(&6).then_some(())
+    });
+    assert!(
+        !st.log_text().contains("s3cret-token"),
+        "the token leaked into the log"
+    );
+}
+
+#[test]
+fn refused_events_become_dead_letters_an_operator_can_retry() {
+    let platform = FakePlatform::start(true);
+    *platform.state.reject_return.lock().unwrap() = Some("RT-FAST-00001".into());
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(None, Some(&platform.base_url()), "")
+    ));
+    for n in 0..3 {
+        quick_checkin(&st, n);
+    }
+    wait_until("a dead letter", LONG, || {
+        let v = sync_view(&st);
+        (v["dead_letters"] == 1 && v["pending_events"] == 0).then_some(())
+    });
+    assert_eq!(platform.seqs(), HashSet::from([1, 3]));
+    let dead = st.cli_json(&["outbox", "dead"]);
+    assert_eq!(dead["events"][0]["seq"], 2, "{dead}");
+    assert_eq!(
+        dead["events"][0]["dead_reason"], "unknown_merchant",
+        "{dead}"
+    );
+    let text = String::from_utf8(st.cli(&["outbox", "dead"]).stdout).unwrap();
+    assert!(
+        text.contains("1 dead event(s)") && text.contains("unknown_merchant"),
+        "{text}"
+    );
+
+    // The platform side is fixed; the operator re-queues.
+    *platform.state.reject_return.lock().unwrap() = None;
+    let out = st.cli_json(&["outbox", "retry", "--all"]);
+    assert_eq!(out["events"], 1, "{out}");
+    wait_until("the retried event delivered", LONG, || {
+        platform.seqs().contains(&2).then_some(())
+    });
+    wait_drained(&st);
+    assert_eq!(sync_view(&st)["dead_letters"], 0);
+    let again = st.cli(&["outbox", "retry", "2"]);
+    assert!(
+        !again.status.success(),
+        "retrying a delivered event is an error"
+    );
+}
+
+#[test]
+fn platform_outage_is_retried_until_it_comes_back() {
+    let platform = FakePlatform::start(false);
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n{}",
+        sync_toml(None, Some(&platform.base_url()), "")
+    ));
+    quick_checkin(&st, 0);
+    wait_until("failed attempts recorded", LONG, || {
+        let attempts: i64 = st
+            .db()
+            .query_row("SELECT attempts FROM events WHERE seq = 1", [], |r| {
+                r.get(0)
+            })
+            .ok()?;
+        (attempts >= 3).then_some(())
+    });
+    let v = sync_view(&st);
+    assert_eq!(v["pending_events"], 1, "{v}");
+    assert!(
+        v["https_last_error"].as_str().unwrap().contains("503"),
+        "{v}"
+    );
+    platform.set_up(true);
+    wait_drained(&st);
+    assert_eq!(platform.seqs(), HashSet::from([1]));
+}
+
+#[test]
+fn commands_apply_once_and_bad_ones_are_skipped() {
+    let broker = Broker::start();
+    let events = Subscriber::start(broker.port, EVENTS);
+    let proxy = Proxy::start(broker.port, true);
+    let platform = FakePlatform::start(true);
+    platform
+        .state
+        .manifest
+        .lock()
+        .unwrap()
+        .push(json!({"return_no": "RT-PULLED-1", "merchant_id": "M1", "status": "authorized"}));
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n[codes]\noffline_policy = \"reject\"\n{}",
+        sync_toml(
+            Some(proxy.port),
+            Some(&platform.base_url()),
+            "events_via = \"mqtt\""
+        )
+    ));
+    st.import_manifest(manifest_of(&["RT-CANCEL-1"]));
+    wait_until("MQTT connected", LONG, || {
+        (sync_view(&st)["mqtt_connected"] == true).then_some(())
+    });
+    // The manifest was pulled at start.
+    wait_until("manifest pulled", LONG, || {
+        (st.scan("RT-PULLED-1", "clerk")["decision"] == "accept").then_some(())
+    });
+    let gets_before = platform.state.manifest_gets.load(Ordering::SeqCst);
+
+    // Unknown before the command, known after it.
+    assert_eq!(st.scan("RT-AUTH-1", "clerk")["reason"], "unknown_code");
+    let authorize = json!({"command_id": "c-1", "type": "return.authorized",
+        "data": {"return": {"return_no": "RT-AUTH-1", "merchant_id": "M9", "status": "authorized"}}});
+    publish(broker.port, COMMANDS, authorize.to_string().as_bytes());
+    wait_until("return.authorized applied", LONG, || {
+        (st.scan("RT-AUTH-1", "clerk")["decision"] == "accept").then_some(())
+    });
+
+    // A malformed command and a command of an unknown type are skipped;
+    // the loop goes on.
+    publish(broker.port, COMMANDS, b"{not json");
+    publish(broker.port, COMMANDS, &[0xff, 0x00, 0xfe]);
+    publish(
+        broker.port,
+        COMMANDS,
+        br#"{"command_id":"c-2","type":"return.cancelled","data":{}}"#,
+    );
+
+    // Cancel a return whose parcel is in custody: it goes held.
+    let id = st.draft("RT-CANCEL-1", "clerk");
+    let (code, _) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "SF000000000001"}),
+    );
+    assert_eq!(code, 200);
+    let cancel = json!({"command_id": "c-3", "type": "return.cancelled",
+        "data": {"return_no": "RT-CANCEL-1"}});
+    publish(broker.port, COMMANDS, cancel.to_string().as_bytes());
+    wait_until("the parcel held", LONG, || {
+        let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
+        (p["state"] == "held").then_some(())
+    });
+    wait_until("the held event delivered", LONG, || {
+        events
+            .messages()
+            .iter()
+            .any(|e| e["type"] == "parcel.held" && e["parcel_id"] == id.as_str())
+            .then_some(())
+    });
+    assert_eq!(st.scan("RT-CANCEL-1", "clerk")["reason"], "cancelled");
+
+    // The same command id again: not applied a second time (an
+    // "authorized" under a used id must not undo the cancellation).
+    let replay = json!({"command_id": "c-3", "type": "return.authorized",
+        "data": {"return": {"return_no": "RT-CANCEL-1", "merchant_id": "M1", "status": "authorized"}}});
+    publish(broker.port, COMMANDS, replay.to_string().as_bytes());
+    let status = json!({"command_id": "c-4", "type": "parcel.status",
+        "data": {"return_no": "RT-CANCEL-1", "status": "refunded", "at": "2026-11-22T10:00:00Z"}});
+    publish(broker.port, COMMANDS, status.to_string().as_bytes());
+    wait_until("parcel.status applied", LONG, || {
+        st.db()
+            .query_row(
+                "SELECT status FROM return_progress WHERE return_no = 'RT-CANCEL-1'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok()
+            .filter(|s| s == "refunded")
+    });
+    assert_eq!(st.scan("RT-CANCEL-1", "clerk")["reason"], "cancelled");
+
+    publish(
+        broker.port,
+        COMMANDS,
+        br#"{"command_id":"c-5","type":"manifest.refresh","data":{}}"#,
+    );
+    wait_until("the manifest pulled again", LONG, || {
+        (platform.state.manifest_gets.load(Ordering::SeqCst) > gets_before).then_some(())
+    });
+
+    let applied: Vec<(String, String)> = {
+        let db = st.db();
+        let mut stmt = db
+            .prepare("SELECT command_id, type FROM commands ORDER BY command_id")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows
+    };
+    let ids: Vec<&str> = applied.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(ids, ["c-1", "c-3", "c-4", "c-5"]);
+    assert_eq!(applied[1].1, "return.cancelled");
+    let (code, _) = st.get("/healthz");
+    assert_eq!(code, 200, "the daemon survived the bad commands");
+}
+
+#[test]
+fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
+    let broker = Broker::start();
+    let presence = Subscriber::start(broker.port, STATUS);
+    let proxy = Proxy::start(broker.port, true);
+    // A fixed port, so that the CLI finds the daemon through the config.
+    let mut st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n[api]\nlisten = \"127.0.0.1:{}\"\n{}",
+        crate::platform::free_port(),
+        sync_toml(Some(proxy.port), None, "")
+    ));
+    let online = wait_until("an online status", LONG, || {
+        presence
+            .messages()
+            .into_iter()
+            .find(|m| m["online"] == true)
+    });
+    for key in [
+        "version",
+        "pending_events",
+        "pending_photos",
+        "oldest_pending_s",
+        "at",
+    ] {
+        assert!(online.get(key).is_some(), "{key} missing from {online}");
+    }
+    // A late subscriber gets the retained message.
+    let late = Subscriber::start(broker.port, STATUS);
+    wait_until("the retained status", LONG, || {
+        late.messages()
+            .iter()
+            .any(|m| m["online"] == true)
+            .then_some(())
+    });
+
+    let (_, metrics) = {
+        let r = st.client.get(st.url("/metrics")).send().unwrap();
+        (r.status(), r.text().unwrap())
+    };
+    assert!(
+        metrics.contains("yizhan_sync_mqtt_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("yizhan_photos_pending_upload 0"),
+        "{metrics}"
+    );
+    let status = st.cli_json(&["status"]);
+    assert_eq!(status["sync"]["mqtt_connected"], true, "{status}");
+    let text = String::from_utf8(st.cli(&["status"]).stdout).unwrap();
+    assert!(text.contains("ONLINE via auto"), "{text}");
+
+    // Killed without a goodbye: the broker publishes the last will.
+    st.kill9();
+    wait_until("the last will", LONG, || {
+        presence
+            .messages()
+            .iter()
+            .any(|m| *m == json!({"online": false}))
+            .then_some(())
+    });
+}
+
+#[test]
+fn clean_shutdown_says_offline() {
+    let broker = Broker::start();
+    let presence = Subscriber::start(broker.port, STATUS);
+    let proxy = Proxy::start(broker.port, true);
+    let mut st = TestStation::start_with(&sync_toml(Some(proxy.port), None, ""));
+    wait_until("online", LONG, || {
+        presence
+            .messages()
+            .iter()
+            .any(|m| m["online"] == true)
+            .then_some(())
+    });
+    assert!(st.terminate(), "clean exit");
+    wait_until("offline", Duration::from_secs(5), || {
+        presence
+            .messages()
+            .last()
+            .filter(|m| m["online"] == false)
+            .map(|_| ())
+    });
+}
