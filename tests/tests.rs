@@ -11,3 +11,4 @@ mod durability;
 mod lifecycle;
 mod platform;
 mod sync;
+mod tls;

@@ -158,6 +158,10 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         tracing::info!("no platform configured (sync.mqtt.url, sync.https.base_url): working offline, keeping every event");
         return Ok(SyncHandle { stop, tasks });
     }
+    if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
+        // Fail at start, naming the file, rather than in a retry loop.
+        tls::client_config(&m.tls_files)?;
+    }
     let reader = db::open_connection(station.db().path(), true)?;
     let (acks, acks_rx) = mpsc::unbounded_channel();
     let ctx = Ctx {
