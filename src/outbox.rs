@@ -107,8 +107,8 @@ pub fn append(
     };
     let body = serde_json::to_string(&envelope).map_err(|e| DbError::Task(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         seq,
@@ -116,8 +116,9 @@ pub fn append(
         envelope.kind,
         envelope.parcel_id,
         envelope.occurred_at,
-        body
     ])?;
+    tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)")?
+        .execute(params![seq, body])?;
     Ok(envelope)
 }
 
@@ -149,17 +150,20 @@ pub enum Filter {
     All,
 }
 
-const RECORD_COLUMNS: &str = "seq, event_id, type, parcel_id, occurred_at, delivered_at, attempts,
-     last_error, dead_at, dead_reason, body";
+const RECORD_COLUMNS: &str =
+    "e.seq, event_id, type, parcel_id, occurred_at, delivered_at, attempts,
+     last_error, dead_at, dead_reason, b.body";
+
+const JOIN_BODY: &str = "JOIN event_bodies b ON b.seq = e.seq";
 
 /// Lists up to `limit` events matching `filter`.
 pub fn list(conn: &Connection, filter: Filter, limit: u32) -> Result<Vec<EventRecord>, DbError> {
     let clause = match filter {
-        Filter::Pending => "WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY seq ASC",
-        Filter::Dead => "WHERE dead_at IS NOT NULL ORDER BY seq ASC",
-        Filter::All => "ORDER BY seq DESC",
+        Filter::Pending => "WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY e.seq ASC",
+        Filter::Dead => "WHERE dead_at IS NOT NULL ORDER BY e.seq ASC",
+        Filter::All => "ORDER BY e.seq DESC",
     };
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM events {clause} LIMIT ?1");
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM events e {JOIN_BODY} {clause} LIMIT ?1");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([limit], record)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -167,7 +171,9 @@ pub fn list(conn: &Connection, filter: Filter, limit: u32) -> Result<Vec<EventRe
 
 /// One event by `seq` or `event_id`.
 pub fn get(conn: &Connection, key: &str) -> Result<Option<EventRecord>, DbError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM events WHERE event_id = ?1 OR seq = ?2");
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM events e {JOIN_BODY} WHERE event_id = ?1 OR e.seq = ?2"
+    );
     let seq = key.parse::<i64>().unwrap_or(-1);
     Ok(conn.query_row(&sql, params![key, seq], record).optional()?)
 }

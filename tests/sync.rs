@@ -55,7 +55,7 @@ fn assert_all_committed(st: &TestStation, received: &[Value]) {
     for e in received {
         let body: String = db
             .query_row(
-                "SELECT body FROM events WHERE event_id = ?1",
+                "SELECT body FROM events JOIN event_bodies USING (seq) WHERE event_id = ?1",
                 [e["event_id"].as_str().unwrap()],
                 |r| r.get(0),
             )

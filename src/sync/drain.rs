@@ -161,8 +161,6 @@ pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
         let at = crate::clock::now_string();
         let stamp = at.clone();
         let written = ctx
-            .station
-            .db()
             .write(Durability::Relaxed, move |tx| {
                 queue::mark_delivered(tx, &seqs, &stamp)
             })

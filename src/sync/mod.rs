@@ -37,7 +37,6 @@ use std::time::Duration;
 use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 pub use backoff::Backoff;
 pub use mqtt::Topics;
@@ -67,6 +66,8 @@ pub enum SyncError {
     },
     #[error("the platform's answer broke the contract: {0}")]
     Protocol(String),
+    #[error("cannot start the sync tasks: {0}")]
+    Runtime(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -100,6 +101,10 @@ pub(crate) struct Ctx {
     /// Sync's own read connection, so that it never takes a reader from
     /// the API.
     reader: Arc<Mutex<Connection>>,
+    /// The daemon's runtime: writes are started there, so that the group
+    /// commit they may lead runs at full priority (a check-in sharing the
+    /// commit must not wait on the low-priority sync thread).
+    main: tokio::runtime::Handle,
 }
 
 impl Ctx {
@@ -118,6 +123,29 @@ impl Ctx {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
+    /// A write through the station's group-commit writer, started on the
+    /// daemon's runtime.
+    async fn write<T, F>(&self, durability: Durability, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.station.db().clone();
+        self.on_main(async move { db.write(durability, f).await })
+            .await?
+    }
+
+    /// Runs `fut` on the daemon's runtime and waits for it.
+    async fn on_main<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.main
+            .spawn(fut)
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))
+    }
+
     fn backoff(&self) -> Backoff {
         let s = &self.station.config().sync;
         Backoff::new(
@@ -130,33 +158,39 @@ impl Ctx {
 /// The running sync tasks.
 pub struct SyncHandle {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl SyncHandle {
     /// Stops every task (MQTT says goodbye first) and waits for them.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(5), t)
+        if let Some(done) = self.done {
+            if tokio::time::timeout(Duration::from_secs(10), done)
                 .await
                 .is_err()
             {
-                tracing::warn!("a sync task did not stop in time");
+                tracing::warn!("the sync tasks did not stop in time");
             }
         }
     }
 }
 
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Starts the sync tasks the configuration asks for (none when no platform
-/// is configured).
+/// is configured). Must be called inside the daemon's runtime: database
+/// writes go back to it (see [`Ctx::on_main`]).
+///
+/// The tasks run on a runtime of their own, in one thread at a lower CPU
+/// priority (nice 10; threads it starts inherit it): on a two-core kiosk a
+/// week of backlog draining can never take the CPU from the counter.
 pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
     let (stop, stop_rx) = watch::channel(false);
     let cfg = station.config().sync.clone();
-    let mut tasks = Vec::new();
     if !cfg.enabled() {
         tracing::info!("no platform configured (sync.mqtt.url, sync.https.base_url): working offline, keeping every event");
-        return Ok(SyncHandle { stop, tasks });
+        return Ok(SyncHandle { stop, done: None });
     }
     if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
         // Fail at start, naming the file, rather than in a retry loop.
@@ -170,6 +204,8 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         topics: Topics::new(&station.config().station.id),
         acks,
         reader: Arc::new(Mutex::new(reader)),
+        main: tokio::runtime::Handle::try_current()
+            .map_err(|e| SyncError::Runtime(e.to_string()))?,
     };
     let timeout = Duration::from_secs(cfg.timeout_s);
     let platform = cfg
@@ -177,10 +213,10 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         .as_ref()
         .map(|h| Platform::new(h, &station.config().station.id, timeout))
         .transpose()?;
-    tasks.push(tokio::spawn(drain::record_acks(ctx.clone(), acks_rx)));
+    let mut tasks: Vec<Task> = vec![Box::pin(drain::record_acks(ctx.clone(), acks_rx))];
     if let Some(m) = cfg.mqtt.clone() {
         if cfg.events_via != EventsVia::Https {
-            tasks.push(tokio::spawn(mqtt::run(ctx.clone(), m, stop_rx.clone())));
+            tasks.push(Box::pin(mqtt::run(ctx.clone(), m, stop_rx.clone())));
         }
     }
     if let Some(platform) = platform {
@@ -190,23 +226,57 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
             cfg.events_via
         };
         if via != EventsVia::Mqtt {
-            tasks.push(tokio::spawn(events_over_https(
+            tasks.push(Box::pin(events_over_https(
                 ctx.clone(),
                 platform.clone(),
                 via,
                 stop_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(photos(
+        tasks.push(Box::pin(photos(
             ctx.clone(),
             platform.clone(),
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(manifest(ctx, platform, stop_rx)));
+        tasks.push(Box::pin(manifest(ctx, platform, stop_rx.clone())));
     } else {
         tracing::warn!("sync.https.base_url is not set: photos will not upload and the manifest will not be pulled");
     }
-    Ok(SyncHandle { stop, tasks })
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let mut stop_all = stop_rx;
+    std::thread::Builder::new()
+        .name("yizhan-sync".into())
+        .spawn(move || {
+            if let Err(e) = rustix::process::setpriority_process(None, 10) {
+                tracing::debug!(error = %e, "cannot lower the sync thread's priority");
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("yizhan-sync")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the sync runtime; nothing will be delivered");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+                // The ack recorder ends with its channel; the rest on stop.
+                stopped(&mut stop_all).await;
+                for h in handles {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+                }
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| SyncError::Runtime(e.to_string()))?;
+    Ok(SyncHandle {
+        stop,
+        done: Some(done),
+    })
 }
 
 /// Resolves once `stop` is set.
@@ -295,8 +365,6 @@ async fn events_over_https(
                 }
                 let stamp = at.clone();
                 let written = ctx
-                    .station
-                    .db()
                     .write(Durability::Relaxed, move |tx| {
                         let n = queue::mark_delivered_ids(tx, &delivered, &stamp)?;
                         queue::mark_dead(tx, &refused, &stamp)?;
@@ -320,8 +388,6 @@ async fn events_over_https(
                 let seqs: Vec<i64> = pick.events.iter().map(|e| e.seq).collect();
                 let text = e.to_string();
                 let _ = ctx
-                    .station
-                    .db()
                     .write(Durability::Relaxed, move |tx| {
                         queue::note_failure(tx, &seqs, &text)
                     })
@@ -463,8 +529,6 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
         let next = page.cursor.clone();
         let source = ctx.station.events().clone();
         let held = ctx
-            .station
-            .db()
             .write(Durability::Full, move |tx| {
                 crate::manifest::upsert(tx, &page.returns)?;
                 let mut held = 0;

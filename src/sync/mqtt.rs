@@ -24,6 +24,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::backoff::Backoff;
 use super::drain::Selector;
+use super::queue::Outgoing as Pending;
 use super::{commands, queue, stopped, tls, Ctx, SyncError};
 use crate::config::MqttConfig;
 
@@ -144,6 +145,7 @@ async fn session(ctx: &Ctx, opts: MqttOptions, stop: &mut watch::Receiver<bool>)
         client: &client,
         window,
         asked: VecDeque::new(),
+        asked_events: 0,
         inflight: HashMap::new(),
         connected: false,
     }
@@ -182,6 +184,8 @@ struct Session<'a> {
     /// What we asked to publish, in order: `Some(seq)` for events, `None`
     /// for presence messages.
     asked: VecDeque<Option<i64>>,
+    /// How many of `asked` are events.
+    asked_events: usize,
     /// Packet id → seq of events awaiting their PUBACK.
     inflight: HashMap<u16, i64>,
     connected: bool,
@@ -199,33 +203,40 @@ impl Session<'_> {
         let mut selector = Selector::new(0, sync.max_bytes_per_s);
         let mut more = false;
         let mut wait_until: Option<Instant> = None;
+        // Events read ahead of the window: one outbox read feeds many
+        // publishes instead of one read per PUBACK.
+        let mut ahead: VecDeque<Pending> = VecDeque::new();
+        let read_ahead = (self.window * 8).max(256);
         let mut status_tick = tokio::time::interval(Duration::from_secs(sync.status_interval_s));
         status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rescan = tokio::time::interval(RESCAN_EVERY);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let in_window = self.asked.iter().flatten().count() + self.inflight.len();
+            if self.connected {
+                while self.events_in_window() < self.window {
+                    let Some(e) = ahead.pop_front() else { break };
+                    if let Err(err) = self.publish(Some(e.seq), &ctx.topics.events, e.body, false) {
+                        return self.lost(err);
+                    }
+                }
+            }
             let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
-            if self.connected && more && rate_ok && in_window < self.window {
+            if self.connected && more && rate_ok && ahead.is_empty() {
                 wait_until = None;
-                match selector.next(ctx, self.window - in_window).await {
+                match selector.next(ctx, read_ahead).await {
                     Ok(pick) => {
                         more = pick.more;
                         wait_until = pick.wait_until.map(Instant::from_std);
-                        for e in pick.events {
-                            if let Err(err) =
-                                self.publish(Some(e.seq), &ctx.topics.events, e.body, false)
-                            {
-                                return self.lost(err);
-                            }
-                        }
+                        ahead.extend(pick.events);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the outbox; will retry");
                         more = false;
                     }
                 }
-                continue;
+                if !ahead.is_empty() {
+                    continue;
+                }
             }
             let rate_wait = async {
                 match wait_until {
@@ -238,17 +249,27 @@ impl Session<'_> {
                     None => return self.lost("the MQTT event loop ended".into()),
                     Some(Err(e)) => return self.lost(e.to_string()),
                     Some(Ok(ev)) => {
-                        if let Some(connected_now) = self.handle(ev, &mut selector).await {
-                            if let Err(e) = connected_now {
-                                return self.lost(e);
+                        // Take every event already waiting in one go.
+                        let mut next = Some(ev);
+                        while let Some(ev) = next {
+                            if let Some(connected_now) = self.handle(ev, &mut selector).await {
+                                if let Err(e) = connected_now {
+                                    return self.lost(e);
+                                }
+                                ahead.clear();
+                                more = true;
                             }
-                            more = true;
+                            next = match events.try_recv() {
+                                Ok(Ok(ev)) => Some(ev),
+                                Ok(Err(e)) => return self.lost(e.to_string()),
+                                Err(_) => None,
+                            };
                         }
                     }
                 },
                 _ = committed.changed() => more = true,
                 _ = rescan.tick() => {
-                    if self.asked.is_empty() && self.inflight.is_empty() {
+                    if self.asked.is_empty() && self.inflight.is_empty() && ahead.is_empty() {
                         selector.rewind();
                     }
                     more = true;
@@ -297,6 +318,7 @@ impl Session<'_> {
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(Some(seq)) = self.asked.pop_front() {
+                    self.asked_events -= 1;
                     self.inflight.insert(pkid, seq);
                 }
                 None
@@ -322,7 +344,12 @@ impl Session<'_> {
         if p.topic != ctx.topics.commands {
             tracing::warn!(topic = %p.topic, "message on an unexpected topic; ignored");
         } else {
-            match commands::apply(&ctx.station, &p.payload).await {
+            let (station, payload) = (ctx.station.clone(), p.payload.clone());
+            let applied = ctx
+                .on_main(async move { commands::apply(&station, &payload).await })
+                .await
+                .unwrap_or_else(|e| Err(commands::CommandError::Db(e)));
+            match applied {
                 Ok((applied, refresh)) => {
                     tracing::info!(outcome = ?applied, "platform command");
                     ctx.state.update(|l| l.commands_applied += 1);
@@ -357,7 +384,13 @@ impl Session<'_> {
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)
             .map_err(|e| e.to_string())?;
         self.asked.push_back(seq);
+        self.asked_events += usize::from(seq.is_some());
         Ok(())
+    }
+
+    /// Events published and not yet acknowledged.
+    fn events_in_window(&self) -> usize {
+        self.asked_events + self.inflight.len()
     }
 
     async fn publish_status(&mut self, online: bool) -> Result<(), String> {

@@ -30,9 +30,9 @@ pub fn pending_events(
     limit: usize,
 ) -> Result<Vec<Outgoing>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, event_id, body FROM events
-         WHERE seq > ?1 AND seq <= ?2 AND delivered_at IS NULL AND dead_at IS NULL
-         ORDER BY seq LIMIT ?3",
+        "SELECT e.seq, e.event_id, b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
+         WHERE e.seq > ?1 AND e.seq <= ?2 AND e.delivered_at IS NULL AND e.dead_at IS NULL
+         ORDER BY e.seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, upto, limit as i64], |r| {
         Ok(Outgoing {
@@ -53,15 +53,28 @@ pub fn last_seq(conn: &Connection) -> Result<i64, DbError> {
     )?)
 }
 
-/// Records delivery of `seqs`; returns how many were newly marked.
+/// Records delivery of `seqs` (in any order, duplicates allowed); returns
+/// how many were newly marked. Acks mostly arrive in order, so the seqs are
+/// folded into runs of consecutive numbers, one statement per run.
 pub fn mark_delivered(tx: &Transaction<'_>, seqs: &[i64], at: &str) -> Result<usize, DbError> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
     let mut stmt = tx.prepare_cached(
-        "UPDATE events SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
-         WHERE seq = ?1 AND delivered_at IS NULL",
+        "UPDATE events SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL
+         WHERE seq BETWEEN ?1 AND ?2 AND delivered_at IS NULL",
     )?;
     let mut n = 0;
-    for seq in seqs {
-        n += stmt.execute(params![seq, at])?;
+    let mut i = 0;
+    while i < sorted.len() {
+        let first = sorted[i];
+        let mut last = first;
+        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
+            i += 1;
+            last = sorted[i];
+        }
+        n += stmt.execute(params![first, last, at])?;
+        i += 1;
     }
     Ok(n)
 }

@@ -1,0 +1,264 @@
+//! Draining a backlog to a real, local Mosquitto, beside a baseline run in
+//! the same process against the same broker:
+//!
+//! 1. Baseline: a bare rumqttc loop publishing the very same envelope
+//!    payloads at QoS 1 with the same in-flight window, counting PUBACKs.
+//! 2. yizhan: a station with that backlog in its outbox, its sync task
+//!    started, timed until every event is marked delivered in SQLite.
+//! 3. Check-in commits per second while the drain runs, beside the same
+//!    measure on the idle station just before.
+//!
+//! `cargo bench --bench sync` (`-- --quick` for a smoke run). Needs
+//! `mosquitto` on the PATH or in /usr/sbin. Figures: docs/PERFORMANCE.md.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use yizhan::config::Config;
+use yizhan::db::{DbError, Durability};
+use yizhan::outbox::{self, EventType};
+use yizhan::parcel::{Channel, ParcelId};
+use yizhan::station::Station;
+
+const WINDOW: u16 = 64;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (events, rounds, checkins) = if quick {
+        (5_000, 1, 50)
+    } else {
+        (100_000, 2, 300)
+    };
+    let base: std::path::PathBuf = std::env::var_os("YIZHAN_BENCH_DIR")
+        .map_or_else(|| env!("CARGO_TARGET_TMPDIR").into(), Into::into);
+    let broker = Mosquitto::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "yizhan sync benchmark: {events} events, window {WINDOW}, mosquitto on 127.0.0.1:{}, {} cores",
+        broker.port,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        let dir = tempfile::tempdir_in(&base).expect("bench dir");
+        let station = open_station(dir.path(), broker.port);
+        let payloads = populate(&station, events);
+        let baseline = rt.block_on(bare_rumqttc(broker.port, &payloads));
+        let idle = checkin_rate(&rt, &station, round * 2, checkins);
+        let start = Instant::now();
+        let sync = {
+            let _guard = rt.enter();
+            yizhan::sync::start(&station).expect("sync")
+        };
+        let during = checkin_rate(&rt, &station, round * 2 + 1, checkins);
+        let pending_after_checkins = pending(&station);
+        let total = events + checkins * 2;
+        loop {
+            if pending(&station) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let drain = total as f64 / start.elapsed().as_secs_f64();
+        rt.block_on(sync.stop());
+        println!(
+            "round {round}: baseline {baseline:.0}/s  yizhan drain {drain:.0}/s ({:.0} %)  check-ins idle {idle:.0}/s, during drain {during:.0}/s ({:.0} %, {pending_after_checkins} still pending when they finished)",
+            100.0 * drain / baseline,
+            100.0 * during / idle
+        );
+        rows.push((baseline, drain, idle, during));
+    }
+    let med = |f: fn(&(f64, f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, d, i, c) = (med(|r| r.0), med(|r| r.1), med(|r| r.2), med(|r| r.3));
+    println!("| measure | rate (median of {rounds}) |\n|---|---|");
+    println!("| baseline: bare rumqttc QoS 1 publish loop, same payloads, window {WINDOW} | {b:.0} events/s |");
+    println!(
+        "| yizhan: outbox drain to PUBACK-marked-delivered in SQLite | {d:.0} events/s ({:.0} % of baseline) |",
+        100.0 * d / b
+    );
+    println!("| check-in commits, idle station | {i:.0}/s |");
+    println!(
+        "| check-in commits during the drain | {c:.0}/s ({:+.0} % vs idle) |",
+        100.0 * (c - i) / i
+    );
+}
+
+fn open_station(dir: &std::path::Path, port: u16) -> Station {
+    let env = [
+        ("YIZHAN_STORAGE__DATA_DIR", dir.display().to_string()),
+        ("YIZHAN_STORAGE__MIN_FREE_MB", "0".to_owned()),
+        ("YIZHAN_STATION__CLOCK_CHECK", "off".to_owned()),
+        ("YIZHAN_STATION__MIN_PHOTOS", "0".to_owned()),
+        ("YIZHAN_SYNC__EVENTS_VIA", "mqtt".to_owned()),
+        ("YIZHAN_SYNC__INFLIGHT", WINDOW.to_string()),
+        ("YIZHAN_SYNC__MQTT__URL", format!("mqtt://127.0.0.1:{port}")),
+        (
+            "YIZHAN_STATION__DEVICE_ID",
+            format!("bench-{}", ulid::Ulid::new()),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    Station::open(Config::load_with_env(None, env).expect("config")).expect("station")
+}
+
+/// Commits `n` realistic `parcel.accepted` events; returns their bodies.
+fn populate(station: &Station, n: usize) -> Vec<String> {
+    let source = station.events().clone();
+    for chunk in 0..n.div_ceil(10_000) {
+        let count = (n - chunk * 10_000).min(10_000);
+        station
+            .db()
+            .write_blocking(Durability::Relaxed, |tx| -> Result<(), DbError> {
+                for i in 0..count {
+                    let k = chunk * 10_000 + i;
+                    let data = json!({
+                        "waybill_no": format!("SF{k:013}"), "carrier": "SF", "channel": "clerk",
+                        "condition": "intact", "provisional": false,
+                        "receipt_id": ulid::Ulid::new().to_string(),
+                        "photos": [{"sha256": format!("{k:064x}"), "bytes": 48213,
+                                    "width": 1600, "height": 1200, "kind": "label"}],
+                    });
+                    outbox::append(
+                        tx,
+                        &source,
+                        EventType::Accepted,
+                        &ParcelId::new(),
+                        &format!("RT2026{k:09}"),
+                        data,
+                    )?;
+                }
+                Ok(())
+            })
+            .expect("populate");
+    }
+    station.db().checkpoint().expect("checkpoint");
+    station
+        .db()
+        .read_blocking(|c| -> Result<Vec<String>, DbError> {
+            let mut s = c.prepare("SELECT body FROM event_bodies ORDER BY seq")?;
+            let rows = s.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .expect("bodies")
+}
+
+fn pending(station: &Station) -> i64 {
+    station
+        .db()
+        .read_blocking(outbox::backlog)
+        .expect("backlog")
+        .pending_events
+}
+
+/// Publishes every payload at QoS 1 with `WINDOW` in flight; events/s
+/// until the last PUBACK.
+async fn bare_rumqttc(port: u16, payloads: &[String]) -> f64 {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(format!("baseline-{}", ulid::Ulid::new()), "127.0.0.1", port);
+    opts.set_inflight(WINDOW).set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(opts, usize::from(WINDOW) * 2);
+    let n = payloads.len();
+    let acks = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("baseline connection failed: {e}"),
+            }
+        }
+        eventloop
+    });
+    let start = Instant::now();
+    for p in payloads {
+        client
+            .publish(
+                "yizhan/v1/stations/BASELINE/events",
+                QoS::AtLeastOnce,
+                false,
+                p.clone(),
+            )
+            .await
+            .expect("publish");
+    }
+    let _eventloop = acks.await.expect("acks");
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// In-process check-ins (scan + accept, fsync'd), one at a time.
+fn checkin_rate(rt: &tokio::runtime::Runtime, station: &Station, series: usize, n: usize) -> f64 {
+    let start = Instant::now();
+    for i in 0..n {
+        let code = format!("RT-B{series}-{i:07}").into_bytes();
+        let answer = rt
+            .block_on(station.scan(code, Channel::Clerk))
+            .expect("scan");
+        let id = answer.parcel_id.expect("accepted");
+        let input = serde_json::from_value(json!({"waybill_no": format!("SF{series:04}{i:09}")}))
+            .expect("input");
+        rt.block_on(station.accept(&id, input)).expect("accept");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Mosquitto {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start() -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let dir = tempfile::tempdir().expect("dir");
+        let conf = dir.path().join("m.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nmax_queued_messages 0\n"),
+        )
+        .expect("conf");
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (apt-get install mosquitto)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Mosquitto {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
