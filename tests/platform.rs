@@ -386,15 +386,54 @@ pub struct PlatformState {
     pub unauthorized: AtomicUsize,
 }
 
-/// The platform's HTTPS side (plain HTTP here; TLS is tested on MQTT).
+/// The platform's HTTPS side, over plain HTTP or TLS.
 pub struct FakePlatform {
     pub port: u16,
     pub state: Arc<PlatformState>,
+    base_url: String,
     _rt: tokio::runtime::Runtime,
 }
 
+/// Accepts TLS connections for the fake platform.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A failed handshake (wrong CA, no client certificate) is the
+            // client's problem; keep serving.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 impl FakePlatform {
+    /// The platform over HTTPS with `server` (certificate, and client
+    /// certificate verification for mutual TLS).
+    pub fn start_tls(server: rustls::ServerConfig) -> FakePlatform {
+        FakePlatform::start_inner(true, Some(server))
+    }
+
     pub fn start(up: bool) -> FakePlatform {
+        FakePlatform::start_inner(up, None)
+    }
+
+    fn start_inner(up: bool, tls: Option<rustls::ServerConfig>) -> FakePlatform {
         let state = Arc::new(PlatformState::default());
         state.up.store(up, Ordering::SeqCst);
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -411,18 +450,33 @@ impl FakePlatform {
             .route("/v1/stations/{sid}/photos/{sha}", put(photo))
             .route("/v1/stations/{sid}/manifest", get(manifest))
             .with_state(state.clone());
-        rt.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            Some(config) => {
+                let listener = TlsListener {
+                    tcp: listener,
+                    acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                };
+                rt.spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+            None => {
+                rt.spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+        }
         FakePlatform {
             port,
             state,
+            base_url: format!("{scheme}://127.0.0.1:{port}"),
             _rt: rt,
         }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.base_url.clone()
     }
 
     pub fn set_up(&self, up: bool) {

@@ -594,3 +594,45 @@ fn clean_shutdown_says_offline() {
             .map(|_| ())
     });
 }
+
+#[test]
+fn uploaded_photo_files_are_purged_after_retention_and_rows_stay() {
+    let platform = FakePlatform::start(true);
+    let mut st = TestStation::start_with(&format!(
+        "[storage]\nphoto_retention_days = 0\n{}",
+        sync_toml(None, Some(&platform.base_url()), "")
+    ));
+    let sha = checkin(&st, 7);
+    wait_until("the photo uploaded", LONG, || {
+        (sync_view(&st)["uploaded_photos"] == 1).then_some(())
+    });
+    let file = st
+        .data_dir()
+        .join("photos")
+        .join(&sha[..2])
+        .join(format!("{sha}.jpg"));
+    assert!(file.exists(), "purging waits for housekeeping");
+    // Housekeeping runs at start: the restart purges the uploaded file.
+    assert!(st.terminate());
+    st.spawn();
+    wait_until("the file purged", LONG, || (!file.exists()).then_some(()));
+    let purged: Option<String> = st
+        .db()
+        .query_row(
+            "SELECT purged_at FROM photos WHERE sha256 = ?1",
+            [&sha],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(purged.is_some());
+    let (_, list) = st.get("/api/v1/parcels?state=accepted");
+    let id = list["parcels"][0]["id"].as_str().unwrap().to_owned();
+    let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(p["photos"][0]["sha256"], sha.as_str(), "metadata stays: {p}");
+    let check = st.cli(&["db", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

@@ -170,3 +170,110 @@ fn bad_tls_and_secret_files_are_refused_at_start_naming_them() {
         "{err}"
     );
 }
+
+/// The fake platform's TLS set-up: its certificate, and client
+/// certificates required from `clients_ca`.
+fn platform_tls(dir: &Path, ca: &Ca) -> rustls::ServerConfig {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = ca.issue(dir, "platform", &["127.0.0.1", "localhost"], false);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            CertificateDer::pem_file_iter(&cert)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap(),
+            PrivateKeyDer::from_pem_file(&key).unwrap(),
+        )
+        .unwrap()
+}
+
+fn https_station(
+    device: &str,
+    base: &str,
+    ca: &Path,
+    client: &(PathBuf, PathBuf),
+    token: &Path,
+) -> TestStation {
+    TestStation::start_with(&format!(
+        "[station]\ndevice_id = \"{device}\"\nmin_photos = 0\n\
+         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\n\
+         [sync.https]\nbase_url = \"{base}\"\nca_file = {:?}\n\
+         client_cert_file = {:?}\nclient_key_file = {:?}\ntoken_file = {:?}\n",
+        ca.display().to_string(),
+        client.0.display().to_string(),
+        client.1.display().to_string(),
+        token.display().to_string()
+    ))
+}
+
+#[test]
+fn https_with_mutual_tls_delivers_and_a_wrong_ca_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("yizhan platform CA");
+    let platform = crate::platform::FakePlatform::start_tls(platform_tls(dir.path(), &ca));
+    *platform.state.token.lock().unwrap() = Some("tok-123".into());
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-123\n").unwrap();
+    let ca_file = ca.write(dir.path(), "ca");
+    let client = ca.issue(dir.path(), "kiosk-https", &[], true);
+
+    let good = https_station(
+        "kiosk-https",
+        &platform.base_url(),
+        &ca_file,
+        &client,
+        &token,
+    );
+    let id = good.draft("RT-HTTPS-0001", "clerk");
+    let (code, _) = good.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        serde_json::json!({"waybill_no": "SF000000000077"}),
+    );
+    assert_eq!(code, 200);
+    wait_until(
+        "delivery over HTTPS with mTLS",
+        Duration::from_secs(30),
+        || {
+            let v = sync_view(&good);
+            (v["pending_events"] == 0 && v["https_reachable"] == true).then_some(())
+        },
+    );
+    assert_eq!(platform.seqs(), std::collections::HashSet::from([1]));
+
+    let other = Ca::new("not the platform's CA");
+    let other_file = other.write(dir.path(), "other");
+    let bad = https_station(
+        "kiosk-bad",
+        &platform.base_url(),
+        &other_file,
+        &client,
+        &token,
+    );
+    let id = bad.draft("RT-HTTPS-0002", "clerk");
+    bad.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        serde_json::json!({"waybill_no": "SF000000000078"}),
+    );
+    let err = wait_until("a refused TLS handshake", Duration::from_secs(30), || {
+        sync_view(&bad)["https_last_error"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(sync_view(&bad)["pending_events"], 1, "{err}");
+    assert_eq!(
+        platform.seqs().len(),
+        1,
+        "nothing arrived over the bad link"
+    );
+}
