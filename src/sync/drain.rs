@@ -146,16 +146,25 @@ impl Bucket {
     }
 }
 
+/// How long acks are gathered before they are written.
+const ACK_GATHER: Duration = Duration::from_millis(50);
+/// The most acks written in one transaction.
+const ACK_BATCH: usize = 8192;
+
 /// Records acknowledged `seq`s in batches: every ack that has arrived
 /// while the previous batch was being written goes into the next one, in
 /// one relaxed transaction (losing one only means a resend).
 pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
     while let Some(first) = acks.recv().await {
+        // Gather for a short while: one transaction per burst rather than
+        // per handful of acks (each commit rewrites the pages it touched).
         let mut seqs = vec![first];
-        while seqs.len() < 8192 {
-            match acks.try_recv() {
-                Ok(seq) => seqs.push(seq),
-                Err(_) => break,
+        let until = tokio::time::Instant::now() + ACK_GATHER;
+        while seqs.len() < ACK_BATCH {
+            let room = ACK_BATCH - seqs.len();
+            match tokio::time::timeout_at(until, acks.recv_many(&mut seqs, room)).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
             }
         }
         let at = crate::clock::now_string();
