@@ -628,7 +628,11 @@ fn uploaded_photo_files_are_purged_after_retention_and_rows_stay() {
     let (_, list) = st.get("/api/v1/parcels?state=accepted");
     let id = list["parcels"][0]["id"].as_str().unwrap().to_owned();
     let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
-    assert_eq!(p["photos"][0]["sha256"], sha.as_str(), "metadata stays: {p}");
+    assert_eq!(
+        p["photos"][0]["sha256"],
+        sha.as_str(),
+        "metadata stays: {p}"
+    );
     let check = st.cli(&["db", "check"]);
     assert!(
         check.status.success(),
