@@ -156,15 +156,15 @@ const ACK_BATCH: usize = 8192;
 /// one relaxed transaction (losing one only means a resend).
 pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
     while let Some(first) = acks.recv().await {
-        // Gather for a short while: one transaction per burst rather than
-        // per handful of acks (each commit rewrites the pages it touched).
+        // Let acks pile up for a short while without being woken by each
+        // one, then take them all: one transaction per burst rather than per
+        // handful of acks (each commit rewrites the pages it touched).
         let mut seqs = vec![first];
-        let until = tokio::time::Instant::now() + ACK_GATHER;
+        tokio::time::sleep(ACK_GATHER).await;
         while seqs.len() < ACK_BATCH {
-            let room = ACK_BATCH - seqs.len();
-            match tokio::time::timeout_at(until, acks.recv_many(&mut seqs, room)).await {
-                Ok(n) if n > 0 => {}
-                _ => break,
+            match acks.try_recv() {
+                Ok(seq) => seqs.push(seq),
+                Err(_) => break,
             }
         }
         let at = crate::clock::now_string();
