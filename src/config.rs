@@ -278,6 +278,48 @@ mod tests {
     }
 
     #[test]
+    fn sync_settings_are_checked_and_parsed() {
+        let err = load_toml(
+            "[sync]\nevents_via = \"mqtt\"\ninflight = 0\n\
+             [sync.mqtt]\nurl = \"\"\n\
+             [sync.https]\nbase_url = \"ftp://x\"\nclient_cert_file = \"Cargo.toml\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "sync.inflight = 0",
+            "sync.https.base_url = \"ftp://x\"",
+            "client_cert_file / client_key_file",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let err = load_toml(
+            "[sync]\nevents_via = \"mqtt\"\n[sync.https]\nbase_url = \"https://p.example\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sync.events_via = \"mqtt\""), "{err}");
+        let c = load_toml(
+            "[sync.mqtt]\nurl = \"mqtts://broker.example:9999\"\nusername = \"k1\"\n",
+            &[("YIZHAN_SYNC__HTTPS__BASE_URL", "https://p.example/")],
+        )
+        .unwrap();
+        let m = c.sync.mqtt.as_ref().unwrap();
+        assert_eq!(
+            (m.host.as_str(), m.port, m.tls),
+            ("broker.example", 9999, true)
+        );
+        assert_eq!(c.sync.https.as_ref().unwrap().base_url, "https://p.example");
+        assert!(c.sync.enabled());
+        assert!(
+            !Config::defaults().unwrap().sync.enabled(),
+            "offline by default"
+        );
+    }
+
+    #[test]
     fn every_problem_is_listed_with_key_value_and_expectation() {
         let err = load_toml(
             "[station]\nid = \"\"\npickup_sla_h = 0\n[api]\nlisten = \"nowhere\"\n\

@@ -640,3 +640,45 @@ fn uploaded_photo_files_are_purged_after_retention_and_rows_stay() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+#[test]
+fn events_via_https_still_takes_commands_and_presence_over_mqtt() {
+    let broker = Broker::start();
+    let events = Subscriber::start(broker.port, EVENTS);
+    let presence = Subscriber::start(broker.port, STATUS);
+    let proxy = Proxy::start(broker.port, true);
+    let platform = FakePlatform::start(true);
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n[codes]\noffline_policy = \"reject\"\n{}",
+        sync_toml(
+            Some(proxy.port),
+            Some(&platform.base_url()),
+            "events_via = \"https\""
+        )
+    ));
+    wait_until("online presence", LONG, || {
+        presence
+            .messages()
+            .iter()
+            .any(|m| m["online"] == true)
+            .then_some(())
+    });
+    let authorize = json!({"command_id": "h-1", "type": "return.authorized",
+        "data": {"return": {"return_no": "RT-VIA-HTTPS", "merchant_id": "M1", "status": "authorized"}}});
+    publish(broker.port, COMMANDS, authorize.to_string().as_bytes());
+    let id = wait_until("the command applied", LONG, || {
+        st.scan("RT-VIA-HTTPS", "clerk")["parcel_id"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    let (code, _) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_no": "SF000000000321"}),
+    );
+    assert_eq!(code, 200);
+    wait_until("the event over HTTPS", LONG, || {
+        platform.seqs().contains(&1).then_some(())
+    });
+    wait_drained(&st);
+    assert!(events.messages().is_empty(), "events went over MQTT too");
+}

@@ -215,9 +215,9 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         .transpose()?;
     let mut tasks: Vec<Task> = vec![Box::pin(drain::record_acks(ctx.clone(), acks_rx))];
     if let Some(m) = cfg.mqtt.clone() {
-        if cfg.events_via != EventsVia::Https {
-            tasks.push(Box::pin(mqtt::run(ctx.clone(), m, stop_rx.clone())));
-        }
+        // Presence and commands use MQTT whatever carries the events.
+        let events = cfg.events_via != EventsVia::Https;
+        tasks.push(Box::pin(mqtt::run(ctx.clone(), m, events, stop_rx.clone())));
     }
     if let Some(platform) = platform {
         let via = if cfg.mqtt.is_none() {

@@ -52,7 +52,9 @@ impl Topics {
 }
 
 /// Connects, serves, and reconnects with backoff until `stop`.
-pub async fn run(ctx: Ctx, cfg: MqttConfig, mut stop: watch::Receiver<bool>) {
+/// Events are published only with `send_events` (`events_via` is not
+/// `https`); presence and commands always go over MQTT.
+pub async fn run(ctx: Ctx, cfg: MqttConfig, send_events: bool, mut stop: watch::Receiver<bool>) {
     let sync = ctx.station.config().sync.clone();
     let mut backoff = Backoff::new(
         Duration::from_millis(sync.retry_initial_ms),
@@ -63,7 +65,7 @@ pub async fn run(ctx: Ctx, cfg: MqttConfig, mut stop: watch::Receiver<bool>) {
             return;
         }
         let ended = match options(&ctx, &cfg).await {
-            Ok(opts) => session(&ctx, opts, &mut stop).await,
+            Ok(opts) => session(&ctx, opts, send_events, &mut stop).await,
             Err(e) => Ended::Lost {
                 error: e.to_string(),
                 was_connected: false,
@@ -134,7 +136,12 @@ async fn options(ctx: &Ctx, cfg: &MqttConfig) -> Result<MqttOptions, SyncError> 
 }
 
 /// One connection, from connect to loss (or stop).
-async fn session(ctx: &Ctx, opts: MqttOptions, stop: &mut watch::Receiver<bool>) -> Ended {
+async fn session(
+    ctx: &Ctx,
+    opts: MqttOptions,
+    send_events: bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
     let sync = ctx.station.config().sync.clone();
     let window = usize::from(sync.inflight);
     let (client, eventloop) = AsyncClient::new(opts, window * 2 + 32);
@@ -148,6 +155,7 @@ async fn session(ctx: &Ctx, opts: MqttOptions, stop: &mut watch::Receiver<bool>)
         asked_events: 0,
         inflight: HashMap::new(),
         connected: false,
+        send_events,
     }
     .serve(&mut events, stop)
     .await;
@@ -189,6 +197,8 @@ struct Session<'a> {
     /// Packet id → seq of events awaiting their PUBACK.
     inflight: HashMap<u16, i64>,
     connected: bool,
+    /// Whether this session carries events (not with `events_via = https`).
+    send_events: bool,
 }
 
 impl Session<'_> {
@@ -221,7 +231,7 @@ impl Session<'_> {
                 }
             }
             let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
-            if self.connected && more && rate_ok && ahead.is_empty() {
+            if self.connected && self.send_events && more && rate_ok && ahead.is_empty() {
                 wait_until = None;
                 match selector.next(ctx, read_ahead).await {
                     Ok(pick) => {
