@@ -56,6 +56,8 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     tls: Option<BrokerTls>,
+    /// Extra mosquitto.conf lines (authentication, say).
+    extra: String,
     child: Option<Child>,
 }
 
@@ -65,21 +67,37 @@ impl Broker {
     }
 
     pub fn start_with(tls: Option<BrokerTls>) -> Broker {
+        Broker::start_conf(tls, "")
+    }
+
+    /// A broker whose config also holds `extra` lines.
+    pub fn start_conf(tls: Option<BrokerTls>, extra: &str) -> Broker {
         let mut b = Broker {
             port: free_port(),
             dir: tempfile::tempdir().expect("broker dir"),
             tls,
+            extra: extra.to_owned(),
             child: None,
         };
         b.spawn();
         b
     }
 
+    /// The broker's own directory (for password files and the like).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) {
         let mut conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nmax_inflight_messages 0\nuser root\n",
-            self.port
+            "listener {} 127.0.0.1\npersistence false\n\
+             max_queued_messages 0\nmax_inflight_messages 0\nuser root\n{}\n",
+            self.port,
+            if self.extra.is_empty() {
+                "allow_anonymous true"
+            } else {
+                &self.extra
+            }
         );
         if let Some(t) = &self.tls {
             conf.push_str(&format!(

@@ -682,3 +682,47 @@ fn events_via_https_still_takes_commands_and_presence_over_mqtt() {
     wait_drained(&st);
     assert!(events.messages().is_empty(), "events went over MQTT too");
 }
+
+#[test]
+fn mqtt_password_comes_from_its_file_and_is_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["kiosk-a", "pa55-word-x"])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(made.success());
+    let broker = Broker::start_conf(
+        None,
+        &format!("allow_anonymous false\npassword_file {}", passwd.display()),
+    );
+    let station = |device: &str, password: &str| {
+        let file = dir.path().join(format!("{device}.pw"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        TestStation::start_with(&format!(
+            "[station]\ndevice_id = \"{device}\"\n{}username = \"kiosk-a\"\npassword_file = {:?}\n",
+            sync_toml(Some(broker.port), None, ""),
+            file.display().to_string()
+        ))
+    };
+    let good = station("kiosk-a", "pa55-word-x");
+    wait_until("connected with the password", LONG, || {
+        (sync_view(&good)["mqtt_connected"] == true).then_some(())
+    });
+    let bad = station("kiosk-b", "wrong-pa55");
+    let err = wait_until("a refused login", LONG, || {
+        sync_view(&bad)["mqtt_last_error"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(sync_view(&bad)["mqtt_connected"], false, "{err}");
+    for st in [&good, &bad] {
+        let log = st.log_text();
+        assert!(
+            !log.contains("pa55-word-x") && !log.contains("wrong-pa55"),
+            "a password leaked into the log"
+        );
+    }
+}
