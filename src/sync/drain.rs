@@ -175,10 +175,7 @@ pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
             })
             .await;
         match written {
-            Ok(n) => ctx.state.update(|l| {
-                l.events_delivered += n as u64;
-                l.last_delivery_at = Some(at);
-            }),
+            Ok(n) => ctx.state.delivered(n, at),
             Err(e) => {
                 tracing::warn!(error = %e, "could not record deliveries; those events will be sent again")
             }

@@ -372,10 +372,7 @@ async fn events_over_https(
                     })
                     .await;
                 match written {
-                    Ok(n) => ctx.state.update(|l| {
-                        l.events_delivered += n as u64;
-                        l.last_delivery_at = Some(at);
-                    }),
+                    Ok(n) => ctx.state.delivered(n, at),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not record deliveries; will resend");
                         if pause(backoff.next_delay(), &mut stop).await {

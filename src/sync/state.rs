@@ -59,6 +59,14 @@ impl SyncState {
         f(&mut self.live());
     }
 
+    /// `n` events confirmed by the platform at `at`.
+    pub fn delivered(&self, n: usize, at: String) {
+        self.update(|l| {
+            l.events_delivered += n as u64;
+            l.last_delivery_at = Some(at);
+        });
+    }
+
     pub fn set_mqtt_connected(&self, up: bool, error: Option<String>) {
         self.update(|l| {
             if up && !l.mqtt_connected {
