@@ -2,7 +2,8 @@
 //!
 //! # Lifecycle
 //! 1. Open the station (database migrated, device key, photo repair).
-//! 2. Bind the API; only then is the daemon ready.
+//! 2. Bind the API; only then is the daemon ready (`READY=1` to systemd,
+//!    then `WATCHDOG=1` pings while the loop turns and the database answers).
 //! 3. Serve, with housekeeping on a timer and the sync tasks delivering to
 //!    the platform, until SIGTERM or SIGINT.
 //! 4. On the first signal stop accepting connections and let requests in
@@ -68,6 +69,10 @@ pub async fn run_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
     let sync = crate::sync::start(&station).map_err(DaemonError::Sync)?;
+    let watchdog = crate::systemd::watchdog_interval()
+        .map(|every| tokio::spawn(watchdog(station.clone(), every, stop_rx.clone())));
+    // The database is open and the API listens: ready.
+    crate::systemd::notify("READY=1\nSTATUS=serving");
     let mut draining = stop_rx.clone();
     let graceful = async move {
         shutdown.await;
@@ -86,8 +91,13 @@ pub async fn run_on(
             }
         } => Ok(()),
     };
+    crate::systemd::notify("STOPPING=1\nSTATUS=stopping");
     housekeeping.abort();
     let _ = housekeeping.await;
+    if let Some(w) = watchdog {
+        w.abort();
+        let _ = w.await;
+    }
     sync.stop().await;
     close(&station).await;
     served.map_err(DaemonError::Serve)
@@ -101,6 +111,31 @@ async fn housekeeping(station: Station, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(e) = station.housekeeping().await {
                     tracing::warn!(error = %e, "housekeeping failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Pings the systemd watchdog while the runtime turns and the database
+/// answers; a hung loop or a wedged database stops the pings and systemd
+/// restarts the service.
+async fn watchdog(station: Station, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let alive = station.db().read(|c| {
+                    c.query_row("SELECT 1", [], |_| Ok(())).map_err(crate::db::DbError::from)
+                });
+                match tokio::time::timeout(every, alive).await {
+                    Ok(Ok(())) => {
+                        crate::systemd::notify("WATCHDOG=1");
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "database check failed; not pinging the watchdog"),
+                    Err(_) => tracing::error!("database check timed out; not pinging the watchdog"),
                 }
             }
             _ = stop.changed() => return,

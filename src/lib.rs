@@ -25,4 +25,5 @@ pub mod photo;
 pub mod receipt;
 pub mod station;
 pub mod sync;
+pub mod systemd;
 pub mod token;

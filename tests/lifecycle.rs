@@ -77,3 +77,37 @@ fn stale_drafts_are_discarded_with_their_photos() {
     ));
     assert_eq!(status, 200, "parcels in custody are never discarded");
 }
+
+#[test]
+fn tells_systemd_it_is_ready_pings_the_watchdog_and_says_stopping() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let path = sock_dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut st = TestStation::create("");
+    st.env = vec![
+        ("NOTIFY_SOCKET".into(), path.display().to_string()),
+        ("WATCHDOG_USEC".into(), "200000".into()),
+    ];
+    st.spawn();
+    let mut recv = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.starts_with("READY=1"), "{first}");
+    // READY comes only once the API answers.
+    let (code, _) = st.get("/healthz");
+    assert_eq!(code, 200);
+    for _ in 0..3 {
+        assert_eq!(recv(), "WATCHDOG=1");
+    }
+    assert!(st.terminate());
+    let stopping = wait_until("STOPPING=1", Duration::from_secs(10), || {
+        let m = recv();
+        m.starts_with("STOPPING=1").then_some(m)
+    });
+    assert!(stopping.contains("STATUS=stopping"));
+}

@@ -35,6 +35,8 @@ pub struct TestStation {
     pub client: Client,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Extra environment for the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestStation {
@@ -74,6 +76,7 @@ impl TestStation {
                 .expect("client"),
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
+            env: Vec::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl TestStation {
         let mut child = Command::new(BIN)
             .args(["--config", self.config.to_str().unwrap(), "run"])
             .env_remove("YIZHAN_CONFIG")
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
