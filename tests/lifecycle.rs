@@ -91,7 +91,7 @@ fn tells_systemd_it_is_ready_pings_the_watchdog_and_says_stopping() {
         ("WATCHDOG_USEC".into(), "200000".into()),
     ];
     st.spawn();
-    let mut recv = || {
+    let recv = || {
         let mut buf = [0u8; 256];
         let n = sock.recv(&mut buf).expect("a notification in time");
         String::from_utf8_lossy(&buf[..n]).into_owned()
