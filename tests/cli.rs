@@ -1,10 +1,9 @@
 //! The command line against a real station directory.
 
-use std::process::Command;
 
 use serde_json::json;
 
-use crate::util::{TestStation, BIN};
+use crate::util::{yizhan, TestStation};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -17,7 +16,7 @@ fn config_check_accepts_the_shipped_default_and_embedded_defaults() {
         vec!["config", "check"],
         vec!["--config", shipped, "config", "check"],
     ] {
-        let out = Command::new(BIN)
+        let out = yizhan()
             .args(&args)
             .env_remove("YIZHAN_CONFIG")
             .output()
@@ -79,7 +78,7 @@ fn unknown_keys_and_bad_toml_are_refused() {
 fn env_overrides_the_file_and_is_validated_too() {
     let st = TestStation::create("");
     let run = |k: &str, v: &str| {
-        Command::new(BIN)
+        yizhan()
             .args([
                 "--json",
                 "--config",
@@ -212,7 +211,7 @@ fn manifest_import_refuses_bad_files_whole() {
 
 #[test]
 fn help_text_names_every_command() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = yizhan().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in [
         "run", "status", "config", "parcels", "outbox", "identity", "db", "manifest",

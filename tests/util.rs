@@ -18,6 +18,24 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_yizhan");
 
+/// A command running the binary under test: the one cargo built, or
+/// `$YIZHAN_TEST_BIN` run through `$YIZHAN_TEST_RUNNER` (how CI runs this
+/// whole suite against the aarch64 build under qemu-user, e.g.
+/// `YIZHAN_TEST_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"`).
+pub fn yizhan() -> Command {
+    let bin = std::env::var("YIZHAN_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let runner = std::env::var("YIZHAN_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// How long the daemon may take to come up.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -92,7 +110,7 @@ impl TestStation {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.logs.lock().unwrap().clear();
-        let mut child = Command::new(BIN)
+        let mut child = yizhan()
             .args(["--config", self.config.to_str().unwrap(), "run"])
             .env_remove("YIZHAN_CONFIG")
             .envs(self.env.iter().cloned())
@@ -252,7 +270,7 @@ impl TestStation {
 
     /// Runs the CLI against this station's config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        yizhan()
             .arg("--config")
             .arg(&self.config)
             .args(args)
