@@ -1,6 +1,5 @@
 //! The command line against a real station directory.
 
-
 use serde_json::json;
 
 use crate::util::{yizhan, TestStation};
