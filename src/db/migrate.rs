@@ -138,6 +138,28 @@ mod tests {
     }
 
     #[test]
+    fn events_written_by_schema_1_keep_their_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let mut conn = Connection::open(&path).unwrap();
+        apply(&mut conn, &MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, body)
+             VALUES (1, 'E1', 'parcel.dropped', 'P1', '2026-01-01T00:00:00.000Z', '{\"seq\":1}')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let db = Db::open(&path, &dir.path().join("backups")).unwrap();
+        let e = db
+            .read_blocking(|c| crate::outbox::get(c, "E1"))
+            .unwrap()
+            .expect("event kept");
+        assert_eq!(e.envelope, serde_json::json!({"seq": 1}));
+        assert_eq!(e.delivered_at, None);
+    }
+
+    #[test]
     fn newer_schema_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("y.db");
