@@ -160,19 +160,26 @@ impl Station {
             .inner
             .db
             .read_blocking(|c| queue::purgeable_photos(c, &cutoff))?;
-        let mut purged = 0;
-        for sha in due {
-            // Row first: a crash after it leaves a file a purged row still
-            // names (harmless), never a live row without its file.
-            let at = crate::clock::now_string();
-            self.inner
-                .db
-                .write_blocking(Durability::Full, |tx| queue::mark_purged(tx, &sha, &at))?;
-            if let Err(e) = self.inner.photos.remove(&sha) {
-                tracing::warn!(sha256 = %sha, error = %e, "could not remove a purged photo file");
-            }
-            purged += 1;
+        if due.is_empty() {
+            return Ok(());
         }
+        let photos = self.inner.photos.clone();
+        let purged = self.inner.db.with_writer_blocking(|conn| {
+            // Rows first, in one transaction: a crash after it leaves files
+            // that purged rows still name (harmless), never a live row
+            // without its file. Still holding the writer while the files
+            // go, so no request can attach one of these hashes in between.
+            let at = crate::clock::now_string();
+            db::transaction(conn, Durability::Full, |tx| {
+                due.iter().try_for_each(|sha| queue::mark_purged(tx, sha, &at))
+            })?;
+            for sha in &due {
+                if let Err(e) = photos.remove(sha) {
+                    tracing::warn!(sha256 = %sha, error = %e, "could not remove a purged photo file");
+                }
+            }
+            Ok::<_, DbError>(due.len())
+        })?;
         if purged > 0 {
             tracing::info!(
                 photos = purged,

@@ -240,13 +240,7 @@ fn malformed_requests_get_4xx_in_the_error_shape() {
     assert_error(status, &body, 413, "photo_too_large", "huge photo");
 
     // None of it was a server error, and the station still works.
-    let text = st
-        .client
-        .get(st.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = st.get_text("/metrics");
     assert!(
         text.contains("yizhan_http_errors_total{class=\"5xx\"} 0"),
         "{text}"

@@ -311,13 +311,7 @@ fn healthz_and_metrics_report_the_station() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
     assert!(health["sqlite"].as_str().unwrap() >= "3.51.3");
-    let text = st
-        .client
-        .get(st.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = st.get_text("/metrics");
     let line = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))

@@ -544,10 +544,7 @@ fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
             .then_some(())
     });
 
-    let (_, metrics) = {
-        let r = st.client.get(st.url("/metrics")).send().unwrap();
-        (r.status(), r.text().unwrap())
-    };
+    let metrics = st.get_text("/metrics");
     assert!(
         metrics.contains("yizhan_sync_mqtt_connected 1"),
         "{metrics}"

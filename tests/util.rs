@@ -227,6 +227,13 @@ impl TestStation {
         status_json(r)
     }
 
+    /// GETs a text body (e.g. `/metrics`), asserting a 200.
+    pub fn get_text(&self, path: &str) -> String {
+        let r = self.client.get(self.url(path)).send().expect("request");
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        r.text().expect("text body")
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         status_json(self.client.get(self.url(path)).send().expect("request"))
     }

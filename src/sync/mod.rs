@@ -44,7 +44,7 @@ pub use state::{Live, SyncState};
 
 use crate::config::EventsVia;
 use crate::db::{self, DbError, Durability};
-use crate::outbox::{self, Backlog};
+use crate::outbox::Backlog;
 use crate::station::Station;
 use https::Platform;
 use queue::{PhotoBacklog, PhotoMark};
@@ -554,9 +554,7 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
 
 /// The retained presence message (SPEC §6.1).
 async fn presence(ctx: &Ctx, online: bool) -> String {
-    let counts = ctx
-        .read(|c| Ok((outbox::backlog(c)?, queue::photo_backlog(c)?)))
-        .await;
+    let counts = ctx.read(queue::backlogs).await;
     let (backlog, photos) = counts.unwrap_or_default();
     serde_json::json!({
         "online": online,
@@ -588,10 +586,7 @@ pub struct SyncView {
 
 /// The view for a running station.
 pub async fn view(station: &Station) -> Result<SyncView, DbError> {
-    let (backlog, photos) = station
-        .db()
-        .read(|c| Ok::<_, DbError>((outbox::backlog(c)?, queue::photo_backlog(c)?)))
-        .await?;
+    let (backlog, photos) = station.db().read(queue::backlogs).await?;
     let cfg = &station.config().sync;
     let live = station.sync_state().snapshot();
     Ok(SyncView {

@@ -18,7 +18,6 @@ use crate::db::DbError;
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub seq: i64,
-    pub event_id: String,
     pub body: String,
 }
 
@@ -30,15 +29,14 @@ pub fn pending_events(
     limit: usize,
 ) -> Result<Vec<Outgoing>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.seq, e.event_id, b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
+        "SELECT e.seq, b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
          WHERE e.seq > ?1 AND e.seq <= ?2 AND e.delivered_at IS NULL AND e.dead_at IS NULL
          ORDER BY e.seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, upto, limit as i64], |r| {
         Ok(Outgoing {
             seq: r.get(0)?,
-            event_id: r.get(1)?,
-            body: r.get(2)?,
+            body: r.get(1)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -263,6 +261,11 @@ pub fn photo_backlog(conn: &Connection) -> Result<PhotoBacklog, DbError> {
             })
         },
     )?)
+}
+
+/// The event and photo backlogs together (status, presence, the API).
+pub fn backlogs(conn: &Connection) -> Result<(crate::outbox::Backlog, PhotoBacklog), DbError> {
+    Ok((crate::outbox::backlog(conn)?, photo_backlog(conn)?))
 }
 
 /// Photo files whose upload was confirmed before `cutoff`, not yet purged.
