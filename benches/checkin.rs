@@ -133,7 +133,7 @@ fn bare_insert_rate(path: &std::path::Path, n: usize) -> f64 {
 /// Drafts with photos are prepared untimed; the accepts are timed.
 fn api_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
     let ids = server.drafts_with_photo("A", round, n);
-    let mut client = RawClient::connect(&server.base);
+    let mut client = RawClient::connect(&server.base, server.station.operator_token());
     let start = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         let body = json!({"waybill_no": waybill(1, round, i)}).to_string();
@@ -155,7 +155,7 @@ fn api_concurrent_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
     std::thread::scope(|s| {
         for (c, chunk) in ids.chunks(n.div_ceil(CLIENTS)).enumerate() {
             s.spawn(move || {
-                let mut client = RawClient::connect(&server.base);
+                let mut client = RawClient::connect(&server.base, server.station.operator_token());
                 for (i, id) in chunk.iter().enumerate() {
                     let body = json!({"waybill_no": waybill(4 + c, round, i)}).to_string();
                     assert_eq!(
@@ -347,8 +347,17 @@ impl Server {
                 let _ = stopped.await;
             },
         ));
+        // Clerk endpoints need a bearer token; the operator's is at hand.
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", station.operator_token())
+                .parse()
+                .expect("header"),
+        );
         let client = Client::builder()
             .timeout(Duration::from_secs(60))
+            .default_headers(headers)
             .build()
             .expect("client");
         Server {
@@ -419,15 +428,17 @@ impl Server {
 /// hops through its own runtime thread on every call).
 struct RawClient {
     stream: std::io::BufReader<std::net::TcpStream>,
+    token: String,
 }
 
 impl RawClient {
-    fn connect(base: &str) -> RawClient {
+    fn connect(base: &str, token: &str) -> RawClient {
         let addr = base.trim_start_matches("http://");
         let stream = std::net::TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         RawClient {
             stream: std::io::BufReader::new(stream),
+            token: token.to_owned(),
         }
     }
 
@@ -436,7 +447,8 @@ impl RawClient {
     fn post(&mut self, path: &str, body: &str) -> u16 {
         use std::io::{BufRead, Read, Write};
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.token,
             body.len()
         );
         self.stream

@@ -11,7 +11,7 @@
 //!   holding the writer, so draft clean-up cannot race a new photo.
 
 mod error;
-mod input;
+pub(crate) mod input;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ use crate::parcel::store::{self, Changes, NewDraft, Parcel, StoreError};
 use crate::parcel::{Action, Channel, ParcelId, State};
 use crate::photo::{self, Kind, Photo, PhotoError};
 use crate::receipt;
-use crate::station::Station;
+use crate::station::{Notice, Station};
 
 /// The answer to a scan (SPEC §4).
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +84,7 @@ impl Station {
         let cfg = self.config();
         let parsed = match code::parse(&input, &cfg.codes.trusted_keys, &cfg.station.id) {
             Ok(p) => p,
-            Err(reason) => return Ok(self.rejected(reason, None)),
+            Err(reason) => return Ok(self.rejected(reason, None, channel)),
         };
         let rn = parsed.return_no().to_owned();
         let facts = self
@@ -100,7 +100,7 @@ impl Station {
         let info = return_info(&parsed, &facts);
         let (provisional, source) =
             match code::decide(&parsed, &facts, cfg.codes.offline_policy, now) {
-                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info))),
+                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info), channel)),
                 Decision::Accept {
                     provisional,
                     source,
@@ -121,12 +121,19 @@ impl Station {
             })
             .await?;
         self.metrics().scan(Ok(provisional));
+        let decision = if provisional {
+            "accept_provisional"
+        } else {
+            "accept"
+        };
+        self.notify(Notice::Scan {
+            decision,
+            reason: None,
+            parcel_id: Some(id.clone()),
+            channel,
+        });
         Ok(ScanAnswer {
-            decision: if provisional {
-                "accept_provisional"
-            } else {
-                "accept"
-            },
+            decision,
             reason: None,
             message: None,
             parcel_id: Some(id),
@@ -134,8 +141,14 @@ impl Station {
         })
     }
 
-    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>) -> ScanAnswer {
+    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>, channel: Channel) -> ScanAnswer {
         self.metrics().scan(Err(reason));
+        self.notify(Notice::Scan {
+            decision: "reject",
+            reason: Some(reason),
+            parcel_id: None,
+            channel,
+        });
         let (zh, en) = reason.words();
         ScanAnswer {
             decision: "reject",
@@ -147,14 +160,16 @@ impl Station {
     }
 
     /// Stores a photo of parcel `id`. Photos added after the draft stage
-    /// commit a `parcel.photo_added` event.
+    /// commit a `parcel.photo_added` event. Without a clerk (`by_clerk`
+    /// false) only a self-service draft takes photos.
     pub async fn add_photo(
         &self,
         id: &ParcelId,
         kind: Kind,
         bytes: Vec<u8>,
+        by_clerk: bool,
     ) -> Result<Photo, CheckinError> {
-        let result = self.add_photo_inner(id, kind, bytes).await;
+        let result = self.add_photo_inner(id, kind, bytes, by_clerk).await;
         self.metrics().photo(result.is_ok());
         result
     }
@@ -164,6 +179,7 @@ impl Station {
         id: &ParcelId,
         kind: Kind,
         bytes: Vec<u8>,
+        by_clerk: bool,
     ) -> Result<Photo, CheckinError> {
         let limit = self.config().storage.max_photo_bytes;
         if bytes.len() as u64 > limit {
@@ -173,9 +189,12 @@ impl Station {
             }
             .into());
         }
-        let state = self.parcel(id).await?.state;
-        if !accepts_photos(state) {
-            return Err(CheckinError::PhotoNotAllowed(state));
+        let parcel = self.parcel(id).await?;
+        if !by_clerk && !self_service_draft(&parcel) {
+            return Err(CheckinError::ClerkOnly);
+        }
+        if !accepts_photos(parcel.state) {
+            return Err(CheckinError::PhotoNotAllowed(parcel.state));
         }
         self.photos().check_free_space()?;
         let max_px = self.config().storage.photo_max_px;
@@ -192,7 +211,7 @@ impl Station {
         let (station, id, stored) = (self.clone(), id.clone(), photo.clone());
         self.db()
             .with_writer(move |conn| {
-                station.attach_photo_locked(conn, &id, &stored, &processed.jpeg)
+                station.attach_photo_locked(conn, &id, &stored, &processed.jpeg, by_clerk)
             })
             .await?;
         Ok(photo)
@@ -205,6 +224,7 @@ impl Station {
         id: &ParcelId,
         photo: &Photo,
         jpeg: &[u8],
+        by_clerk: bool,
     ) -> Result<(), CheckinError> {
         self.photos().ensure(&photo.sha256, jpeg)?;
         let state = store::get(conn, id)?
@@ -217,6 +237,9 @@ impl Station {
         };
         let result = db::transaction(conn, durability, |tx| -> Result<(), CheckinError> {
             let parcel = store::get(tx, id)?.ok_or_else(|| CheckinError::NotFound(id.clone()))?;
+            if !by_clerk && !self_service_draft(&parcel) {
+                return Err(CheckinError::ClerkOnly);
+            }
             if !accepts_photos(parcel.state) {
                 return Err(CheckinError::PhotoNotAllowed(parcel.state));
             }
@@ -336,6 +359,10 @@ impl Station {
             .await?;
         self.events_committed();
         self.metrics().transition(custody.counted);
+        self.notify(Notice::Parcel {
+            parcel_id: parcel.id.clone(),
+            state: parcel.state,
+        });
         self.receipt(&parcel)
     }
 
@@ -375,6 +402,10 @@ impl Station {
             .await?;
         self.events_committed();
         self.metrics().transition(Counted::Rejected);
+        self.notify(Notice::Parcel {
+            parcel_id: parcel.id.clone(),
+            state: parcel.state,
+        });
         Ok(parcel)
     }
 
@@ -452,6 +483,11 @@ impl Station {
         }
         Ok(())
     }
+}
+
+/// What a customer may photograph without a clerk: their own draft.
+fn self_service_draft(p: &Parcel) -> bool {
+    p.state == State::Draft && p.channel == Channel::SelfService
 }
 
 fn accepts_photos(state: State) -> bool {

@@ -62,6 +62,11 @@ pub struct StorageConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// A clerk session ends after this many minutes without a request.
+    pub session_idle_min: u32,
+    /// The customer screens go back to the start after this many seconds
+    /// without a touch or a scan.
+    pub kiosk_idle_s: u32,
 }
 
 /// `[codes]`: return-code policy and trusted platform keys.
@@ -201,6 +206,12 @@ impl Config {
 
     pub fn key_path(&self) -> PathBuf {
         self.storage.data_dir.join("device.key")
+    }
+
+    /// The operator's bearer token for the running daemon (SPEC §7: the
+    /// CLI and scripts on the kiosk use it for clerk endpoints).
+    pub fn operator_token_path(&self) -> PathBuf {
+        self.storage.data_dir.join("operator.token")
     }
 
     pub fn backups_dir(&self) -> PathBuf {

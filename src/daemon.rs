@@ -41,6 +41,11 @@ pub enum DaemonError {
     Serve(std::io::Error),
     #[error("cannot start delivery to the platform: {0}")]
     Sync(crate::sync::SyncError),
+    #[error("cannot write the operator token {path}: {source}")]
+    OperatorToken {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -51,10 +56,30 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let station = tokio::task::spawn_blocking(move || Station::open(config))
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))??;
+    let path = station.config().operator_token_path();
+    write_operator_token(&path, station.operator_token())
+        .map_err(|source| DaemonError::OperatorToken { path, source })?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, source })?;
     run_on(station, listener, shutdown_signal()).await
+}
+
+/// Writes this run's operator token, readable by the daemon's user only
+/// (replacing the last run's: a token dies with its daemon).
+fn write_operator_token(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("token.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Runs an opened station on a bound listener until `shutdown` resolves

@@ -9,10 +9,12 @@
 pub mod api;
 pub mod carrier;
 pub mod checkin;
+pub mod clerk;
 pub mod cli;
 pub mod clock;
 pub mod code;
 pub mod config;
+pub mod counter;
 pub mod daemon;
 pub mod db;
 pub mod identity;

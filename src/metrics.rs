@@ -17,7 +17,7 @@ pub struct Metrics {
     scans_rejected: [AtomicU64; 7],
     photos_stored: AtomicU64,
     photos_refused: AtomicU64,
-    transitions: [AtomicU64; 4],
+    transitions: [AtomicU64; 7],
     http_client_errors: AtomicU64,
     http_server_errors: AtomicU64,
 }
@@ -39,13 +39,19 @@ pub enum Counted {
     Accepted = 1,
     Rejected = 2,
     PhotoAdded = 3,
+    HandedOver = 4,
+    Bagged = 5,
+    ReturnedToCustomer = 6,
 }
 
-const COUNTED: [&str; 4] = [
+const COUNTED: [&str; 7] = [
     "parcel.dropped",
     "parcel.accepted",
     "parcel.rejected",
     "parcel.photo_added",
+    "parcel.handed_over",
+    "parcel.bagged",
+    "parcel.returned_to_customer",
 ];
 
 /// Database-derived values for one scrape.

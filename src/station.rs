@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
+use crate::clerk::{Sessions, Throttle};
 use crate::config::Config;
 use crate::db::{self, Db, DbError, Durability};
 use crate::identity::{self, IdentityError};
@@ -59,6 +60,36 @@ struct Inner {
     /// Bumped after every commit that appended events, so that delivery
     /// starts at once instead of at its next timer.
     committed: watch::Sender<u64>,
+    /// Logged-in clerks and wrong-PIN throttling.
+    sessions: Sessions,
+    throttle: Throttle,
+    /// The operator's bearer token for this run (the daemon writes it to
+    /// `operator.token` in the data directory, readable by its user only).
+    operator_token: String,
+    /// What the kiosk screen is told as it happens (`GET /api/v1/stream`).
+    notices: broadcast::Sender<Notice>,
+}
+
+/// Something the kiosk screen should hear about at once.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A code was scanned and decided.
+    Scan {
+        decision: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<crate::code::Reason>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parcel_id: Option<crate::parcel::ParcelId>,
+        channel: crate::parcel::Channel,
+    },
+    /// The platform's commands put parcels on hold.
+    Held { parcels: usize },
+    /// A parcel changed state (committed).
+    Parcel {
+        parcel_id: crate::parcel::ParcelId,
+        state: crate::parcel::State,
+    },
 }
 
 impl Station {
@@ -79,6 +110,9 @@ impl Station {
             device_id: config.station.device_id.clone(),
             clock: crate::clock::Clock::new(config.station.clock_check),
         };
+        let idle = Duration::from_secs(u64::from(config.api.session_idle_min) * 60);
+        let operator_token = crate::clerk::new_token()
+            .map_err(|e| StationError::Identity(IdentityError::Random(e.to_string())))?;
         let station = Station {
             inner: Arc::new(Inner {
                 config,
@@ -89,6 +123,10 @@ impl Station {
                 metrics: Metrics::default(),
                 sync: SyncState::default(),
                 committed: watch::channel(0).0,
+                sessions: Sessions::new(idle),
+                throttle: Throttle::default(),
+                operator_token,
+                notices: broadcast::channel(256).0,
             }),
         };
         station.discard_stale_drafts_blocking()?;
@@ -128,6 +166,30 @@ impl Station {
     /// Follows [`Station::events_committed`].
     pub fn watch_events(&self) -> watch::Receiver<u64> {
         self.inner.committed.subscribe()
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    /// The operator's bearer token for this run (scripts on the kiosk read
+    /// it from `operator.token`; benchmarks take it from here).
+    pub fn operator_token(&self) -> &str {
+        &self.inner.operator_token
+    }
+
+    /// Tells the screen (nobody listening is fine).
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.inner.notices.send(notice);
+    }
+
+    /// Follows [`Station::notify`].
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {

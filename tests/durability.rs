@@ -24,16 +24,13 @@ struct Acked {
 
 /// Drives check-ins until the daemon stops answering; records every ack.
 fn client_loop(
+    client: Client,
     base: String,
     tag: String,
     serial: Arc<AtomicU64>,
     acked: Arc<Mutex<Vec<Acked>>>,
     stop: Arc<AtomicBool>,
 ) {
-    let client = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
     let post = |path: &str, body: reqwest::blocking::Body| -> Option<(u16, Value)> {
         let r = client
             .post(format!("{base}{path}"))
@@ -92,10 +89,15 @@ fn acknowledged_checkins_survive_kill_9_at_random_points() {
         let before = acked.lock().unwrap().len();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let (base, serial, acked, stop) =
-                    (st.base.clone(), serial.clone(), acked.clone(), stop.clone());
+                let (client, base, serial, acked, stop) = (
+                    st.client.clone(),
+                    st.base.clone(),
+                    serial.clone(),
+                    acked.clone(),
+                    stop.clone(),
+                );
                 let tag = format!("R{round:02}C{c}");
-                std::thread::spawn(move || client_loop(base, tag, serial, acked, stop))
+                std::thread::spawn(move || client_loop(client, base, tag, serial, acked, stop))
             })
             .collect();
         // Let some check-ins land, then kill at a random moment.

@@ -50,7 +50,12 @@ pub struct TestStation {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub base: String,
+    /// Sends this run's operator token (clerk rights) with every request.
     pub client: Client,
+    /// Sends no token: a customer at the kiosk.
+    pub anon: Client,
+    /// This run's operator token (`operator.token`, new on every start).
+    pub token: String,
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
     /// Extra environment for the daemon process.
@@ -88,10 +93,9 @@ impl TestStation {
             dir,
             config,
             base: String::new(),
-            client: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: client_with(None),
+            anon: client_with(None),
+            token: String::new(),
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
             env: Vec::new(),
@@ -129,6 +133,63 @@ impl TestStation {
         let line = self.wait_for_log("api listening", START_DEADLINE);
         let v: Value = serde_json::from_str(&line).expect("json log line");
         self.base = format!("http://{}", v["addr"].as_str().expect("addr field"));
+        // Written before the API listens.
+        self.token = std::fs::read_to_string(self.data_dir().join("operator.token"))
+            .expect("operator token");
+        self.client = client_with(Some(&self.token));
+    }
+
+    /// Adds a clerk through the CLI (PIN on stdin).
+    pub fn add_clerk(&self, id: &str, name: &str, pin: &str) {
+        use std::io::Write;
+        let mut child = yizhan()
+            .arg("--config")
+            .arg(&self.config)
+            .args(["clerk", "add", id, "--name", name])
+            .env_remove("YIZHAN_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run yizhan clerk add");
+        writeln!(child.stdin.take().unwrap(), "{pin}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "clerk add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Logs a clerk in; returns (status, body).
+    pub fn login(&self, id: &str, pin: &str) -> (u16, Value) {
+        status_json(
+            self.anon
+                .post(self.url("/api/v1/sessions"))
+                .json(&json!({"clerk_id": id, "pin": pin}))
+                .send()
+                .expect("request"),
+        )
+    }
+
+    /// A request with an explicit token (`None`: no Authorization header).
+    pub fn request_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .anon
+            .request(method.parse().expect("method"), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        status_json(req.send().expect("request"))
     }
 
     /// Waits for a log line containing `needle`; panics with the log on
@@ -326,6 +387,21 @@ impl Drop for TestStation {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+fn client_with(token: Option<&str>) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 fn status_json(r: reqwest::blocking::Response) -> (u16, Value) {

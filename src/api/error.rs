@@ -31,6 +31,10 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "clerk_session_required", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -42,7 +46,14 @@ impl IntoResponse for ApiError {
             tracing::error!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
         }
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"yizhan\""),
+            );
+        }
+        response
     }
 }
 
@@ -62,6 +73,9 @@ impl From<CheckinError> for ApiError {
             E::PhotoNotAllowed(_) => (S::CONFLICT, "photo_not_allowed"),
             E::NoReceipt(_) => (S::NOT_FOUND, "no_receipt"),
             E::Invalid { code, .. } => (S::UNPROCESSABLE_ENTITY, *code),
+            E::Refused { code, .. } => (S::CONFLICT, *code),
+            E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
+            E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::Photo(p) => photo_status(p),
             E::Db(d) => db_status(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

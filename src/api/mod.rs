@@ -6,10 +6,14 @@
 //!   Unknown paths and methods answer in the same shape, and a panic in a
 //!   handler becomes a 500 in that shape instead of a dropped connection.
 
+mod auth;
+mod counter;
 mod error;
 mod extract;
 mod ops;
 mod parcels;
+mod stream;
+mod ui;
 
 use std::future::Future;
 
@@ -29,7 +33,8 @@ use crate::station::Station;
 /// Builds the router for a station.
 pub fn router(station: Station) -> Router {
     Router::new()
-        .route("/", get(ops::index))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/scans", post(parcels::scan))
@@ -39,6 +44,10 @@ pub fn router(station: Station) -> Router {
         .route("/api/v1/parcels/{id}/drop", post(parcels::drop_off))
         .route("/api/v1/parcels/{id}/accept", post(parcels::accept))
         .route("/api/v1/parcels/{id}/reject", post(parcels::reject))
+        .route(
+            "/api/v1/parcels/{id}/return-to-customer",
+            post(parcels::return_to_customer),
+        )
         .route("/api/v1/parcels/{id}/receipt", get(parcels::receipt))
         .route(
             "/api/v1/parcels/{id}/receipt.png",
@@ -49,6 +58,22 @@ pub fn router(station: Station) -> Router {
             get(parcels::receipt_svg),
         )
         .route("/api/v1/returns", get(ops::lookup))
+        .route("/api/v1/returns/{code}/progress", get(counter::progress))
+        .route("/api/v1/bags", post(counter::open_bag).get(counter::bags))
+        .route("/api/v1/bags/{id}", get(counter::bag))
+        .route("/api/v1/bags/{id}/parcels", post(counter::bag_parcel))
+        .route(
+            "/api/v1/handovers",
+            post(counter::hand_over).get(counter::handovers),
+        )
+        .route("/api/v1/handovers/{id}", get(counter::handover))
+        .route("/api/v1/sessions", post(auth::login))
+        .route(
+            "/api/v1/sessions/current",
+            get(auth::current).delete(auth::logout),
+        )
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/kiosk", get(ops::kiosk))
         .route("/api/v1/carriers", get(ops::carriers))
         .route("/api/v1/sync", get(ops::sync))
         .fallback(not_found)

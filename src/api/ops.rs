@@ -3,21 +3,18 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Clerk;
 use super::error::ApiError;
 use super::extract::QueryParams;
 use crate::checkin::CheckinError;
 use crate::metrics::Gauges;
 use crate::station::Station;
 use crate::{manifest, outbox, parcel};
-
-pub async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
-}
 
 /// Liveness: the database answers. 503 when it does not.
 pub async fn healthz(State(st): State<Station>) -> Response {
@@ -103,6 +100,7 @@ pub struct LookupQuery {
 /// Manual lookup by return number, order number or phone last 4.
 pub async fn lookup(
     State(st): State<Station>,
+    _clerk: Clerk,
     QueryParams(q): QueryParams<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let query = q.q.trim().to_owned();
@@ -116,11 +114,28 @@ pub async fn lookup(
 }
 
 /// Delivery state: connections, backlog, dead letters (SPEC §7).
-pub async fn sync(State(st): State<Station>) -> Result<Json<crate::sync::SyncView>, ApiError> {
+pub async fn sync(
+    State(st): State<Station>,
+    _clerk: Clerk,
+) -> Result<Json<crate::sync::SyncView>, ApiError> {
     let view = crate::sync::view(&st).await.map_err(CheckinError::from)?;
     Ok(Json(view))
 }
 
-pub async fn carriers(State(st): State<Station>) -> Json<Value> {
+pub async fn carriers(State(st): State<Station>, _clerk: Clerk) -> Json<Value> {
     Json(json!({ "carriers": st.config().carriers.list() }))
+}
+
+/// What the kiosk screen needs to know about this station (no secrets).
+pub async fn kiosk(State(st): State<Station>) -> Json<Value> {
+    let c = st.config();
+    Json(json!({
+        "station_id": c.station.id,
+        "station_name": c.station.name,
+        "min_photos": c.station.min_photos,
+        "pickup_sla_h": c.station.pickup_sla_h,
+        "kiosk_idle_s": c.api.kiosk_idle_s,
+        "session_idle_min": c.api.session_idle_min,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
 }

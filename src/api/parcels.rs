@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
+use super::auth::{Clerk, MaybeClerk};
 use super::error::ApiError;
 use super::extract::{body_bytes, JsonBody, PathId, QueryParams};
 use crate::checkin::{AcceptInput, ReceiptView, ScanAnswer};
@@ -24,10 +25,17 @@ pub struct ScanRequest {
     channel: Channel,
 }
 
+/// Anyone may scan for self-service; the clerk channel needs a session.
 pub async fn scan(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     JsonBody(req): JsonBody<ScanRequest>,
 ) -> Result<Json<ScanAnswer>, ApiError> {
+    if req.channel == Channel::Clerk && clerk.is_none() {
+        return Err(ApiError::unauthorized(
+            "the clerk channel needs a clerk session; customers scan with channel \"self\"",
+        ));
+    }
     Ok(Json(st.scan(req.code.into_bytes(), req.channel).await?))
 }
 
@@ -40,6 +48,7 @@ pub struct PhotoQuery {
 
 pub async fn add_photo(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     PathId(id): PathId,
     QueryParams(q): QueryParams<PhotoQuery>,
     body: Body,
@@ -56,7 +65,7 @@ pub async fn add_photo(
     let bytes = body_bytes(body, st.config().storage.max_photo_bytes).await?;
     Ok((
         StatusCode::CREATED,
-        Json(st.add_photo(&id, kind, bytes).await?),
+        Json(st.add_photo(&id, kind, bytes, clerk.is_some()).await?),
     ))
 }
 
@@ -69,9 +78,14 @@ pub async fn drop_off(
 
 pub async fn accept(
     State(st): State<Station>,
+    clerk: Clerk,
     PathId(id): PathId,
-    JsonBody(input): JsonBody<AcceptInput>,
+    JsonBody(mut input): JsonBody<AcceptInput>,
 ) -> Result<Json<ReceiptView>, ApiError> {
+    // A clerk's events name the clerk who is logged in, whatever the body says.
+    if clerk.clerk_id.is_some() {
+        input.clerk_id = clerk.clerk_id;
+    }
     Ok(Json(st.accept(&id, input).await?))
 }
 
@@ -85,10 +99,21 @@ pub struct RejectRequest {
 
 pub async fn reject(
     State(st): State<Station>,
+    clerk: Clerk,
     PathId(id): PathId,
     JsonBody(req): JsonBody<RejectRequest>,
 ) -> Result<Json<Parcel>, ApiError> {
-    Ok(Json(st.reject(&id, req.reason, req.clerk_id).await?))
+    let clerk_id = clerk.clerk_id.or(req.clerk_id);
+    Ok(Json(st.reject(&id, req.reason, clerk_id).await?))
+}
+
+/// `held` → `returned_to_customer` (SPEC §2.4).
+pub async fn return_to_customer(
+    State(st): State<Station>,
+    clerk: Clerk,
+    PathId(id): PathId,
+) -> Result<Json<Parcel>, ApiError> {
+    Ok(Json(st.return_to_customer(&id, clerk.clerk_id).await?))
 }
 
 #[derive(Deserialize)]
@@ -100,8 +125,11 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
+/// Parcels, newest first; those in custody beyond `station.pickup_sla_h`
+/// carry `"overdue": true`.
 pub async fn list(
     State(st): State<Station>,
+    _clerk: Clerk,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = q
@@ -114,11 +142,26 @@ pub async fn list(
     let parcels = st
         .parcels(state, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
+    let sla = chrono::Duration::hours(i64::from(st.config().station.pickup_sla_h));
+    let cutoff = crate::clock::format(chrono::Utc::now() - sla);
+    let parcels: Vec<serde_json::Value> = parcels
+        .into_iter()
+        .map(|p| {
+            let overdue = p.state.in_custody()
+                && p.custody_at
+                    .as_deref()
+                    .is_some_and(|at| at < cutoff.as_str());
+            let mut v = serde_json::to_value(&p).unwrap_or_default();
+            v["overdue"] = serde_json::Value::Bool(overdue);
+            v
+        })
+        .collect();
     Ok(Json(serde_json::json!({ "parcels": parcels })))
 }
 
 pub async fn detail(
     State(st): State<Station>,
+    _clerk: Clerk,
     PathId(id): PathId,
 ) -> Result<Json<Parcel>, ApiError> {
     Ok(Json(st.parcel(&id).await?))

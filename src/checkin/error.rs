@@ -31,6 +31,16 @@ pub enum CheckinError {
     NoReceipt(State),
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// The request is well-formed but the station's state refuses it
+    /// (a 409 with `code`).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error("no bag {0}")]
+    BagNotFound(String),
+    #[error("no handover {0}")]
+    HandoverNotFound(String),
+    #[error("this needs a clerk: log in with your PIN")]
+    ClerkOnly,
     #[error(transparent)]
     Photo(#[from] PhotoError),
     #[error(transparent)]
@@ -48,6 +58,13 @@ impl From<rusqlite::Error> for CheckinError {
 }
 
 impl CheckinError {
+    pub fn refused(code: &'static str, message: impl Into<String>) -> CheckinError {
+        CheckinError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(code: &'static str, message: impl Into<String>) -> CheckinError {
         CheckinError::Invalid {
             code,

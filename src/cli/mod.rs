@@ -4,6 +4,7 @@
 //! a busy timeout let them share it), prints readable text, or JSON with
 //! `--json` for scripts, and returns an error for `main` to report.
 
+mod clerk;
 mod config_check;
 mod db;
 mod identity;
@@ -72,6 +73,30 @@ pub enum Command {
     /// Manage the local manifest of authorised returns.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Manage the clerks who log in at the kiosk with a PIN.
+    #[command(subcommand)]
+    Clerk(ClerkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClerkCommand {
+    /// Add a clerk. The PIN (4-12 digits) is asked for twice without echo,
+    /// or read as one line from stdin when that is not a terminal; only its
+    /// Argon2 hash is stored.
+    Add {
+        /// The id the clerk types at the kiosk: 1-32 letters, digits, '-', '_'.
+        id: String,
+        /// The clerk's name as the console shows it.
+        #[arg(long)]
+        name: String,
+    },
+    /// List clerks.
+    List,
+    /// Disable a clerk: they can no longer log in and their sessions end.
+    Disable {
+        /// The clerk's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +191,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Identity => identity::run(&config, out),
         Command::Db(cmd) => db::run(&config, cmd, out),
         Command::Manifest(cmd) => manifest::run(&config, cmd, out),
+        Command::Clerk(cmd) => clerk::run(&config, cmd, out),
         Command::Config(_) => unreachable!("handled above"),
     }
 }

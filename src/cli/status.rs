@@ -48,9 +48,13 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
                 queue::photo_backlog(c)?,
             ))
         })?;
-    let running = daemon_get(config.api.listen, "/healthz").is_some_and(|(code, _)| code == 200);
+    let running =
+        daemon_get(config.api.listen, "/healthz", None).is_some_and(|(code, _)| code == 200);
+    // The sync view is for clerks; the daemon's operator token (readable
+    // by its own user and root) opens it.
+    let token = std::fs::read_to_string(config.operator_token_path()).ok();
     let sync = running
-        .then(|| daemon_get(config.api.listen, "/api/v1/sync"))
+        .then(|| daemon_get(config.api.listen, "/api/v1/sync", token.as_deref()))
         .flatten()
         .filter(|(code, _)| *code == 200)
         .and_then(|(_, body)| serde_json::from_slice(&body).ok());
@@ -168,12 +172,15 @@ fn sync_line(s: &Status) -> String {
 
 /// A GET to the daemon's API: status code and body, or `None` when it does
 /// not answer within half a second.
-fn daemon_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+fn daemon_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, Vec<u8>)> {
     let probe = || -> std::io::Result<(u16, Vec<u8>)> {
         let timeout = Duration::from_millis(500);
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let auth = token.map_or_else(String::new, |t| {
+            format!("Authorization: Bearer {}\r\n", t.trim())
+        });
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n")?;
         let mut raw = Vec::new();
         s.take(1 << 20).read_to_end(&mut raw)?;
         let code = raw

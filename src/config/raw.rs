@@ -48,6 +48,8 @@ struct RawStorage {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     listen: String,
+    session_idle_min: i64,
+    kiosk_idle_s: i64,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +236,23 @@ impl Raw {
             ));
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
+        let api = ApiConfig {
+            listen,
+            session_idle_min: p.range(
+                "api.session_idle_min",
+                self.api.session_idle_min,
+                1,
+                720,
+                "minutes",
+            ),
+            kiosk_idle_s: p.range(
+                "api.kiosk_idle_s",
+                self.api.kiosk_idle_s,
+                10,
+                3600,
+                "seconds",
+            ),
+        };
         let codes = CodesConfig {
             offline_policy: p.choice(
                 "codes.offline_policy",
@@ -267,7 +286,7 @@ impl Raw {
             Ok(Config {
                 station,
                 storage,
-                api: ApiConfig { listen },
+                api,
                 codes,
                 carriers,
                 sync,

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_sync",
         sql: include_str!("../../migrations/0002_sync.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_counter",
+        sql: include_str!("../../migrations/0003_counter.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

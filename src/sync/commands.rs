@@ -88,6 +88,7 @@ pub async fn apply(station: &Station, payload: &[u8]) -> Result<(Applied, bool),
         .await?;
     if held > 0 {
         station.events_committed();
+        station.notify(crate::station::Notice::Held { parcels: held });
     }
     let refresh = refresh && applied != Applied::Duplicate;
     Ok((applied, refresh))

@@ -1,0 +1,95 @@
+//! `GET /api/v1/stream`: server-sent events for the kiosk screen.
+//!
+//! Events: `scan` (a code was decided), `parcel` (a state change was
+//! committed), `held` (the platform put parcels on hold) and `sync`
+//! (connection and backlog, sent at once, then whenever it changes, checked
+//! every [`SYNC_EVERY`]). Payloads carry ids and states only — nothing
+//! personal — because the stream is open to the kiosk browser without a
+//! session. A client that falls behind gets a `lagged` event and should
+//! reload what it shows.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::Stream;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::station::{Notice, Station};
+
+const SYNC_EVERY: Duration = Duration::from_secs(2);
+
+pub async fn stream(
+    State(st): State<Station>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let state = Follow {
+        notices: st.notices(),
+        station: st,
+        last_sync: None,
+        tick: tokio::time::interval(SYNC_EVERY),
+    };
+    let events = futures_util::stream::unfold(state, |mut f| async move {
+        let event = f.next().await;
+        Some((Ok(event), f))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+struct Follow {
+    station: Station,
+    notices: tokio::sync::broadcast::Receiver<Notice>,
+    last_sync: Option<serde_json::Value>,
+    tick: tokio::time::Interval,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Event {
+        loop {
+            tokio::select! {
+                n = self.notices.recv() => match n {
+                    Ok(notice) => return notice_event(&notice),
+                    Err(RecvError::Lagged(missed)) => {
+                        return Event::default().event("lagged").data(json!({"missed": missed}).to_string())
+                    }
+                    // The station outlives every stream; keep to sync ticks.
+                    Err(RecvError::Closed) => self.tick.tick().await,
+                },
+                _ = self.tick.tick() => {
+                    if let Some(ev) = self.sync_event().await {
+                        return ev;
+                    }
+                    continue;
+                }
+            };
+        }
+    }
+
+    async fn sync_event(&mut self) -> Option<Event> {
+        let view = crate::sync::view(&self.station).await.ok()?;
+        let value = serde_json::to_value(&view).ok()?;
+        // `oldest_pending_s` moves every second; send on what matters.
+        let mut key = value.clone();
+        if let Some(o) = key.as_object_mut() {
+            o.remove("oldest_pending_s");
+            o.remove("at");
+        }
+        if self.last_sync.as_ref() == Some(&key) {
+            return None;
+        }
+        self.last_sync = Some(key);
+        Some(Event::default().event("sync").data(value.to_string()))
+    }
+}
+
+fn notice_event(n: &Notice) -> Event {
+    let name = match n {
+        Notice::Scan { .. } => "scan",
+        Notice::Parcel { .. } => "parcel",
+        Notice::Held { .. } => "held",
+    };
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(n).unwrap_or_default())
+}

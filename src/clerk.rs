@@ -1,0 +1,411 @@
+//! Clerks and their sessions (SPEC §7, §12): who may change a parcel
+//! beyond the self-service path.
+//!
+//! # Invariants
+//! - A PIN is stored only as an Argon2id hash; it is never logged.
+//! - A session token is 32 random bytes, handed out once; the station keeps
+//!   only its SHA-256, in memory. A session ends after `api.session_idle_min`
+//!   without a request, on logout, when its clerk is disabled, and when the
+//!   daemon restarts (clerks log in again; nothing else is lost).
+//! - Wrong PINs are throttled per clerk id and station-wide (see
+//!   [`Throttle`]), so guessing a 4-digit PIN takes days, not minutes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::db::DbError;
+
+/// A clerk command or login that did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ClerkError {
+    #[error("clerk id {0:?} must be 1-32 letters, digits, '-' or '_'")]
+    InvalidId(String),
+    #[error("the clerk's name must be 1-64 characters")]
+    InvalidName,
+    #[error("the PIN must be 4-12 digits")]
+    InvalidPin,
+    #[error("clerk {0} already exists")]
+    Exists(String),
+    #[error("no clerk {0}")]
+    NotFound(String),
+    #[error("could not hash the PIN: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<rusqlite::Error> for ClerkError {
+    fn from(e: rusqlite::Error) -> Self {
+        ClerkError::Db(e.into())
+    }
+}
+
+/// A clerk as listed (never with the PIN hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct Clerk {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+/// Checks a clerk id as typed by an operator or sent by the screen.
+pub fn valid_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_pin(pin: &str) -> bool {
+    (4..=12).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Argon2id with the OWASP minimum (19 MiB, 2 passes): ~0.1 s on a Pi 4,
+/// which is what makes a stolen database slow to brute-force.
+fn hasher() -> Argon2<'static> {
+    Argon2::default()
+}
+
+/// Hashes a PIN into a PHC string.
+pub fn hash_pin(pin: &str) -> Result<String, ClerkError> {
+    if !valid_pin(pin) {
+        return Err(ClerkError::InvalidPin);
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| ClerkError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| ClerkError::Hash(e.to_string()))?;
+    hasher()
+        .hash_password(pin.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ClerkError::Hash(e.to_string()))
+}
+
+/// Whether `pin` matches `phc`; a malformed hash matches nothing.
+pub fn verify_pin(phc: &str, pin: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| hasher().verify_password(pin.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// Adds a clerk with a PIN.
+pub fn add(conn: &Connection, id: &str, name: &str, pin: &str) -> Result<Clerk, ClerkError> {
+    if !valid_id(id) {
+        return Err(ClerkError::InvalidId(id.to_owned()));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ClerkError::InvalidName);
+    }
+    let hash = hash_pin(pin)?;
+    let now = clock::now_string();
+    let inserted = conn.execute(
+        "INSERT INTO clerks (id, name, pin_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO NOTHING",
+        params![id, name, hash, now],
+    )?;
+    if inserted == 0 {
+        return Err(ClerkError::Exists(id.to_owned()));
+    }
+    Ok(Clerk {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        created_at: now,
+        disabled_at: None,
+    })
+}
+
+/// Every clerk, enabled first.
+pub fn list(conn: &Connection) -> Result<Vec<Clerk>, ClerkError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, created_at, disabled_at FROM clerks
+         ORDER BY disabled_at IS NOT NULL, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Clerk {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            created_at: r.get(2)?,
+            disabled_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Disables a clerk (idempotent); their sessions end at their next request.
+pub fn disable(conn: &Connection, id: &str) -> Result<(), ClerkError> {
+    let n = conn.execute(
+        "UPDATE clerks SET disabled_at = COALESCE(disabled_at, ?2) WHERE id = ?1",
+        params![id, clock::now_string()],
+    )?;
+    if n == 0 {
+        return Err(ClerkError::NotFound(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// The PIN hash and name of an enabled clerk.
+pub fn credentials(conn: &Connection, id: &str) -> Result<Option<(String, String)>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT pin_hash, name FROM clerks WHERE id = ?1 AND disabled_at IS NULL")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Whether a clerk exists and is enabled.
+pub fn enabled(conn: &Connection, id: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM clerks WHERE id = ?1 AND disabled_at IS NULL")?
+        .exists([id])?)
+}
+
+/// A logged-in clerk.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub clerk_id: String,
+    pub name: String,
+    last_seen: Instant,
+}
+
+/// The live sessions, by the SHA-256 of their token.
+#[derive(Debug)]
+pub struct Sessions {
+    idle: Duration,
+    live: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh random token (64 hex characters).
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw)?;
+    Ok(hex::encode(raw))
+}
+
+impl Sessions {
+    pub fn new(idle: Duration) -> Sessions {
+        Sessions {
+            idle,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
+        // A panic while holding this lock leaves a plain map behind; keep going.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session and returns its token.
+    pub fn open(&self, clerk_id: &str, name: &str) -> Result<String, getrandom::Error> {
+        let token = new_token()?;
+        let now = Instant::now();
+        let mut live = self.lock();
+        live.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
+        live.insert(
+            digest(&token),
+            Session {
+                clerk_id: clerk_id.to_owned(),
+                name: name.to_owned(),
+                last_seen: now,
+            },
+        );
+        Ok(token)
+    }
+
+    /// The session of `token` if it is live; a use keeps it alive.
+    pub fn touch(&self, token: &str) -> Option<Session> {
+        let key = digest(token);
+        let now = Instant::now();
+        let mut live = self.lock();
+        let session = live.get_mut(&key)?;
+        if now.duration_since(session.last_seen) >= self.idle {
+            live.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.clone())
+    }
+
+    /// Ends one session (logout).
+    pub fn close(&self, token: &str) -> bool {
+        self.lock().remove(&digest(token)).is_some()
+    }
+
+    /// Ends every session of a clerk (disabled).
+    pub fn close_clerk(&self, clerk_id: &str) {
+        self.lock().retain(|_, s| s.clerk_id != clerk_id);
+    }
+}
+
+/// Wrong-PIN throttling. Per claimed clerk id: [`FREE_TRIES`] wrong PINs,
+/// then a lock of 30 s that doubles with each further failure up to 15 min.
+/// Station-wide: more than [`STATION_FAILURES_PER_MIN`] failures in a
+/// minute (someone cycling through clerk ids) locks every login for a
+/// minute. A correct PIN resets its clerk's count.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    inner: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    per_clerk: HashMap<String, Failures>,
+    station: Vec<Instant>,
+    station_locked_until: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+    last: Instant,
+}
+
+pub const FREE_TRIES: u32 = 5;
+pub const STATION_FAILURES_PER_MIN: usize = 20;
+const FIRST_LOCK: Duration = Duration::from_secs(30);
+const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+
+impl Throttle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(wait)` while logins for `clerk_id` are locked.
+    pub fn check(&self, clerk_id: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let st = self.lock();
+        let until = [
+            st.station_locked_until,
+            st.per_clerk.get(clerk_id).and_then(|f| f.locked_until),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|u| *u > now)
+        .max();
+        match until {
+            Some(u) => Err(u - now),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a wrong PIN (or an unknown clerk id).
+    pub fn failed(&self, clerk_id: &str) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if st.per_clerk.len() > 10_000 {
+            st.per_clerk
+                .retain(|_, f| now.duration_since(f.last) < MAX_LOCK);
+        }
+        let f = st.per_clerk.entry(clerk_id.to_owned()).or_insert(Failures {
+            count: 0,
+            locked_until: None,
+            last: now,
+        });
+        f.count += 1;
+        f.last = now;
+        if f.count >= FREE_TRIES {
+            let doublings = (f.count - FREE_TRIES).min(10);
+            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
+            f.locked_until = Some(now + lock);
+        }
+        st.station
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        st.station.push(now);
+        if st.station.len() > STATION_FAILURES_PER_MIN {
+            st.station_locked_until = Some(now + Duration::from_secs(60));
+        }
+    }
+
+    /// A correct PIN: the clerk's count starts over.
+    pub fn succeeded(&self, clerk_id: &str) {
+        self.lock().per_clerk.remove(clerk_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_hash_and_verify() {
+        let h = hash_pin("2468").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_pin(&h, "2468"));
+        assert!(!verify_pin(&h, "2469"));
+        assert!(!verify_pin("not a hash", "2468"));
+        assert_ne!(hash_pin("2468").unwrap(), h, "salted");
+        for bad in ["", "123", "12a4", "1234567890123", " 1234"] {
+            assert!(
+                matches!(hash_pin(bad), Err(ClerkError::InvalidPin)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn clerk_ids() {
+        for ok in ["c1", "ZHANG_wei-2", &"a".repeat(32)] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", "a b", "王", &"a".repeat(33), "x;y"] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sessions_expire_when_idle_and_close() {
+        let s = Sessions::new(Duration::from_millis(50));
+        let t = s.open("c1", "Wei").unwrap();
+        assert_eq!(t.len(), 64);
+        assert_eq!(s.touch(&t).unwrap().clerk_id, "c1");
+        assert!(s.touch("nope").is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(s.touch(&t).is_none(), "expired after idle");
+        let t2 = s.open("c1", "Wei").unwrap();
+        let t3 = s.open("c2", "Li").unwrap();
+        s.close_clerk("c1");
+        assert!(s.touch(&t2).is_none());
+        assert!(s.close(&t3));
+        assert!(s.touch(&t3).is_none());
+    }
+
+    #[test]
+    fn wrong_pins_lock_the_clerk_then_the_station() {
+        let th = Throttle::default();
+        for _ in 0..FREE_TRIES - 1 {
+            th.failed("c1");
+            assert!(th.check("c1").is_ok());
+        }
+        th.failed("c1");
+        let wait = th.check("c1").unwrap_err();
+        assert!(wait > Duration::from_secs(25), "{wait:?}");
+        assert!(th.check("c2").is_ok(), "other clerks unaffected");
+        th.failed("c1");
+        assert!(
+            th.check("c1").unwrap_err() > Duration::from_secs(55),
+            "doubles"
+        );
+        th.succeeded("c1");
+        assert!(th.check("c1").is_ok());
+        for i in 0..STATION_FAILURES_PER_MIN {
+            th.failed(&format!("x{i}"));
+        }
+        assert!(th.check("fresh").is_err(), "cycling ids locks the station");
+    }
+}

@@ -1,0 +1,88 @@
+//! `yizhan clerk add|list|disable`: who may log in at the kiosk.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context, Result};
+
+use super::{open_db, ClerkCommand, Output};
+use crate::clerk::{self, ClerkError};
+use crate::config::Config;
+
+pub fn run(config: &Config, cmd: ClerkCommand, out: Output) -> Result<()> {
+    match cmd {
+        ClerkCommand::Add { id, name } => {
+            if !clerk::valid_id(&id) {
+                bail!(ClerkError::InvalidId(id));
+            }
+            let pin = read_pin()?;
+            let db = open_db(config, true)?;
+            let added = db.with_writer_blocking(|c| clerk::add(c, &id, &name, &pin))?;
+            out.print(&added, |c| {
+                println!(
+                    "clerk {} ({}) added; they log in at the kiosk with their PIN",
+                    c.id, c.name
+                );
+            })
+        }
+        ClerkCommand::List => {
+            let db = open_db(config, false)?;
+            let clerks = db.read_blocking(clerk::list)?;
+            out.print(&serde_json::json!({ "clerks": clerks }), |_| {
+                if clerks.is_empty() {
+                    println!("no clerks yet: add one with `yizhan clerk add ID --name NAME`");
+                }
+                for c in &clerks {
+                    let state = c
+                        .disabled_at
+                        .as_deref()
+                        .map_or_else(|| "enabled".to_owned(), |at| format!("disabled {at}"));
+                    println!("{:<16} {:<24} {state}", c.id, c.name);
+                }
+            })
+        }
+        ClerkCommand::Disable { id } => {
+            let db = open_db(config, true)?;
+            db.with_writer_blocking(|c| clerk::disable(c, &id))?;
+            out.print(&serde_json::json!({ "disabled": id }), |_| {
+                println!("clerk {id} disabled; their sessions end at their next request");
+            })
+        }
+    }
+}
+
+/// The PIN: typed twice without echo at a terminal, or one line on stdin
+/// (for provisioning scripts: `echo 2468 | yizhan clerk add …`).
+fn read_pin() -> Result<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the PIN from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = prompt_hidden("PIN (4-12 digits): ")?;
+    let again = prompt_hidden("PIN again: ")?;
+    if first != again {
+        bail!("the two PINs differ; nothing added");
+    }
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).context("cannot turn off echo")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    read.context("cannot read the PIN")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
