@@ -15,11 +15,11 @@ use crate::util::{manifest_of, png, wait_until, TestStation};
 
 const EVENTS: &str = "yizhan/v1/stations/ST-0001/events";
 const STATUS: &str = "yizhan/v1/stations/ST-0001/status";
-const COMMANDS: &str = "yizhan/v1/stations/ST-0001/commands";
+pub(crate) const COMMANDS: &str = "yizhan/v1/stations/ST-0001/commands";
 const LONG: Duration = Duration::from_secs(60);
 
 /// Sync settings for a test station: fast retries, MQTT through `proxy`.
-fn sync_toml(mqtt_port: Option<u16>, https: Option<&str>, extra_sync: &str) -> String {
+pub(crate) fn sync_toml(mqtt_port: Option<u16>, https: Option<&str>, extra_sync: &str) -> String {
     let mut t = format!(
         "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\nstatus_interval_s = 1\n{extra_sync}\n"
     );

@@ -7,6 +7,7 @@ mod bad_input;
 mod checkin;
 mod cli;
 mod codes;
+mod counter;
 mod durability;
 mod lifecycle;
 mod platform;
