@@ -4,6 +4,7 @@
 mod util;
 
 mod bad_input;
+mod browser;
 mod checkin;
 mod cli;
 mod codes;

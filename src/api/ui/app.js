@@ -449,7 +449,10 @@
     $("k-ho-list").innerHTML = hoItems.map((x, i) => "<li><span class='mono'>" + esc(x.value) + "</span>" + (x.kind === "bag" ? "🛍" : "") + "<button class='link' data-i='" + i + "'>✕</button></li>").join("");
     $("k-ho-list").querySelectorAll("button[data-i]").forEach((b) => { b.onclick = () => { hoItems.splice(+b.dataset.i, 1); renderHandover(); }; });
   }
-  $("k-ho-form").addEventListener("submit", async (e) => {
+  // Three fields and no submit button: Enter would not submit the form.
+  $("k-ho-form").addEventListener("submit", (e) => e.preventDefault());
+  $("k-ho-scan").addEventListener("keydown", async (e) => {
+    if (e.key !== "Enter") return;
     e.preventDefault();
     const v = $("k-ho-scan").value.trim().toUpperCase();
     $("k-ho-scan").value = "";

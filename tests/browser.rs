@@ -1,0 +1,461 @@
+//! The kiosk screen in a real headless Chromium (driven over WebDriver by
+//! `fantoccini` through `chromedriver`) against the real daemon: a customer
+//! drop-off, a clerk check-in and handover, a wrong PIN, the offline
+//! banner. Screenshots of each screen go to `target/screenshots/` (outside
+//! git) for a reviewer to look at.
+//!
+//! The fake camera (`--use-fake-device-for-media-stream`) gives
+//! `getUserMedia` a moving test pattern, so photos are really captured,
+//! uploaded, re-encoded and stored.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::platform::free_port;
+use crate::util::{wait_until, TestStation};
+
+const ENTER: &str = "\u{E007}";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A chromedriver process and a browser session on it.
+struct Browser {
+    driver: Child,
+    client: Option<Client>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Browser {
+    fn start(width: u32, height: u32) -> Browser {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let driver = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "chromedriver must be installed (Debian: chromium-driver); .ci/run installs it",
+            );
+        wait_until("chromedriver listening", WAIT, || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut caps = serde_json::Map::new();
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--use-fake-device-for-media-stream".into(),
+            "--use-fake-ui-for-media-stream".into(),
+            "--hide-scrollbars".into(),
+            format!("--window-size={width},{height}"),
+            "--lang=zh-CN".into(),
+        ];
+        // CI runs as root, where Chromium's sandbox cannot start.
+        if rustix::process::geteuid().is_root() {
+            args.push("--no-sandbox".into());
+        }
+        let mut opts = json!({ "args": args });
+        if let Some(bin) = std::env::var_os("YIZHAN_TEST_CHROMIUM") {
+            opts["binary"] = json!(bin.to_string_lossy());
+        }
+        caps.insert("goog:chromeOptions".into(), opts);
+        let client = rt
+            .block_on(
+                ClientBuilder::rustls()
+                    .expect("connector")
+                    .capabilities(caps)
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .expect("a Chromium session (is chromium installed?)");
+        let b = Browser {
+            driver,
+            client: Some(client),
+            rt,
+        };
+        b.resize(width, height);
+        b
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    fn goto(&self, url: &str) {
+        self.rt.block_on(self.c().goto(url)).expect("goto");
+        self.wait_js(
+            "the screen booted",
+            "return document.body.dataset.ready === '1'",
+        );
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.rt
+            .block_on(self.c().execute(script, vec![]))
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    fn wait_js(&self, what: &str, script: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.js(script);
+            if !(v.is_null() || v == json!(false) || v == json!("")) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {what}; screen: {}",
+                self.js("return document.body.dataset.screen + ' | ' + document.body.innerText")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.js(&format!(
+            "return document.querySelector({css:?}).textContent"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    fn visible(&self, css: &str) -> bool {
+        self.js(&format!(
+            "const e = document.querySelector({css:?}); return !!e && e.offsetParent !== null"
+        )) == json!(true)
+    }
+
+    fn click(&self, css: &str) {
+        self.rt
+            .block_on(async { self.c().find(Locator::Css(css)).await?.click().await })
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        self.rt
+            .block_on(async {
+                self.c()
+                    .find(Locator::Css(css))
+                    .await?
+                    .send_keys(text)
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Saves a screenshot under `target/screenshots/NAME.png`.
+    fn screenshot(&self, name: &str) {
+        let png = self.rt.block_on(self.c().screenshot()).expect("screenshot");
+        let dir = screenshots_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The page fits the window: no scrollbars either way.
+    fn assert_fits(&self, what: &str) {
+        let v = self.js(
+            "const d = document.documentElement; return [d.scrollWidth, d.scrollHeight, innerWidth, innerHeight]",
+        );
+        let n = |i: usize| v[i].as_i64().unwrap();
+        assert!(
+            n(0) <= n(2) && n(1) <= n(3),
+            "{what} needs scrolling: content {}x{} in a {}x{} window",
+            n(0),
+            n(1),
+            n(2),
+            n(3)
+        );
+    }
+
+    /// Makes the page's viewport (not the window) `width` x `height`: the
+    /// window is that plus whatever the browser's own frame takes.
+    fn resize(&self, width: u32, height: u32) {
+        let frame = self.js("return [outerWidth - innerWidth, outerHeight - innerHeight]");
+        let extra = |i: usize| frame[i].as_u64().unwrap_or(0) as u32;
+        self.rt
+            .block_on(
+                self.c()
+                    .set_window_size(width + extra(0), height + extra(1)),
+            )
+            .expect("resize");
+        let inner = self.js("return [innerWidth, innerHeight]");
+        assert_eq!(inner, json!([width, height]), "viewport after resize");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = self.rt.block_on(c.close());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn chromedriver() -> String {
+    std::env::var("YIZHAN_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into())
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("screenshots")
+}
+
+#[test]
+fn a_customer_drops_off_a_parcel_at_the_kiosk() {
+    let st = TestStation::start();
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-KIOSK-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+    let b = Browser::start(1024, 600);
+    b.goto(&st.url("/"));
+    assert_eq!(b.text("#c-start h1"), "请扫描退货码", "zh-CN by default");
+    b.assert_fits("the start screen at 1024x600");
+    b.screenshot("customer-1-start");
+
+    // An unknown code: red, with the reason in words.
+    b.type_into("#c-code", &format!("not a code!{ENTER}"));
+    b.wait_js(
+        "a verdict",
+        "return document.querySelector('#c-verdict').classList.contains('reject')",
+    );
+    assert_eq!(b.text("#c-verdict-text"), "无法识别的退货码");
+    b.screenshot("customer-2-rejected");
+    b.click("#c-result-back");
+
+    // The real one: green, photo from the camera, drop, receipt.
+    b.wait_js(
+        "the start screen",
+        "return document.body.dataset.screen === 'c-start'",
+    );
+    b.type_into("#c-code", &format!("RT-KIOSK-0001{ENTER}"));
+    b.wait_js(
+        "accepted",
+        "return document.querySelector('#c-verdict').classList.contains('accept')",
+    );
+    b.assert_fits("the result screen");
+    b.screenshot("customer-3-accepted");
+    b.click("#c-result-next");
+    b.wait_js(
+        "the camera",
+        "const v = document.querySelector('#c-video'); return v.videoWidth > 0",
+    );
+    assert!(b.js("return document.querySelector('#c-photo-next').disabled") == json!(true));
+    b.click("#c-photo-take");
+    b.wait_js(
+        "the photo stored",
+        "return !document.querySelector('#c-photo-next').disabled",
+    );
+    b.assert_fits("the photo screen");
+    b.screenshot("customer-4-photo");
+    b.click("#c-photo-next");
+    b.wait_js(
+        "the drop screen",
+        "return document.body.dataset.screen === 'c-drop'",
+    );
+    b.screenshot("customer-5-drop");
+    b.click("#c-drop-confirm");
+    b.wait_js("the receipt", "const i = document.querySelector('#c-receipt-qr'); return document.body.dataset.screen === 'c-receipt' && i.complete && i.naturalWidth > 0");
+    assert_eq!(b.text("#c-receipt-rn"), "RT-KIOSK-0001");
+    b.assert_fits("the receipt screen");
+    b.screenshot("customer-6-receipt");
+
+    // The parcel is in custody with the camera's photo.
+    let (state, photos): (String, i64) = st
+        .db()
+        .query_row(
+            "SELECT state, (SELECT COUNT(*) FROM parcel_photos pp WHERE pp.parcel_id = p.id)
+             FROM parcels p WHERE return_no = 'RT-KIOSK-0001' AND state <> 'draft'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), photos), ("dropped", 1));
+
+    // English, and the progress page, also at 1920x1080.
+    b.click("#c-receipt-done");
+    b.click("#lang");
+    assert_eq!(b.text("#c-start h1"), "Scan your return code");
+    b.resize(1920, 1080);
+    b.assert_fits("the start screen at 1920x1080");
+    b.screenshot("customer-7-start-en-1080p");
+    b.click("#c-to-progress");
+    b.type_into("#c-progress-code", &format!("RT-KIOSK-0001{ENTER}"));
+    b.wait_js(
+        "the progress",
+        "return document.querySelector('#c-progress-out dl')",
+    );
+    assert!(
+        b.text("#c-progress-out").contains("Self drop-off"),
+        "{}",
+        b.text("#c-progress-out")
+    );
+    b.assert_fits("the progress screen");
+    b.screenshot("customer-8-progress");
+}
+
+#[test]
+fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
+    let st = TestStation::start();
+    st.add_clerk("wei", "张伟", "2468");
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-DESK-0001", "merchant_id": "M1", "status": "authorized",
+         "items": [{"sku": "SKU-1", "name": "T恤", "qty": 2}, {"sku": "SKU-2", "name": "袜子", "qty": 1}]}
+    ]}));
+    let b = Browser::start(1280, 800);
+    b.goto(&st.url("/"));
+    b.click("#c-to-clerk");
+    b.wait_js(
+        "the login screen",
+        "return document.body.dataset.screen === 'k-login'",
+    );
+
+    // A wrong PIN is refused on screen.
+    b.type_into("#k-id", "wei");
+    b.type_into("#k-pin", &format!("1111{ENTER}"));
+    b.wait_js(
+        "the error",
+        "return document.querySelector('#k-login-err').textContent",
+    );
+    assert_eq!(b.text("#k-login-err"), "工号或 PIN 码错误");
+    b.screenshot("clerk-1-wrong-pin");
+    assert!(b.visible("#k-login"));
+
+    b.type_into("#k-pin", &format!("2468{ENTER}"));
+    b.wait_js(
+        "the console",
+        "return document.body.dataset.screen === 'k-console'",
+    );
+    assert_eq!(b.text("#k-who"), "张伟");
+
+    // The whole check-in from the scanner field: code, Enter for a photo,
+    // waybill, Enter past the items, Enter to accept.
+    let field = "#k-field";
+    b.type_into(field, &format!("RT-DESK-0001{ENTER}"));
+    b.wait_js(
+        "the photo step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'photo'",
+    );
+    b.wait_js(
+        "the camera",
+        "return document.querySelector('#k-video').videoWidth > 0",
+    );
+    b.screenshot("clerk-2-photo-step");
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "a photo",
+        "return document.querySelectorAll('#k-thumbs span').length === 1",
+    );
+    b.type_into(field, &format!("SF123456789012{ENTER}"));
+    b.wait_js(
+        "the items step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'items'",
+    );
+    // One sock is missing: untick it.
+    b.click("#k-items input[type=checkbox][data-i='1']");
+    b.screenshot("clerk-3-items");
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "the confirm step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'confirm'",
+    );
+    b.type_into(field, ENTER);
+    b.wait_js("accepted", "return document.querySelector('#k-receipt img') && document.querySelector('#k-steps li.current').dataset.step === 'scan'");
+    assert!(
+        b.text("#k-msg").contains("RT-DESK-0001"),
+        "{}",
+        b.text("#k-msg")
+    );
+    b.screenshot("clerk-4-accepted");
+
+    let (state, clerk, waybill, items): (String, String, String, String) = st
+        .db()
+        .query_row(
+            "SELECT state, clerk_id, waybill_no, items FROM parcels WHERE return_no = 'RT-DESK-0001' AND state <> 'draft'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), clerk.as_str(), waybill.as_str()),
+        ("accepted", "wei", "SF123456789012")
+    );
+    let items: Value = serde_json::from_str(&items).unwrap();
+    assert_eq!(
+        items[1]["qty"], 0,
+        "the partial return is recorded: {items}"
+    );
+
+    // The parcel list shows it; then the courier takes it.
+    b.click("button[data-tab='parcels']");
+    b.click(".filters button[data-state='accepted']");
+    b.wait_js(
+        "the list",
+        "return document.querySelector('#k-parcels').textContent.includes('RT-DESK-0001')",
+    );
+    b.screenshot("clerk-5-parcels");
+    b.click("button[data-tab='handover']");
+    b.type_into("#k-ho-courier", "王师傅");
+    b.type_into("#k-ho-scan", &format!("SF123456789012{ENTER}"));
+    b.wait_js(
+        "the scanned waybill listed",
+        "return document.querySelectorAll('#k-ho-list li').length === 1",
+    );
+    b.click("#k-ho-confirm");
+    b.wait_js(
+        "the handover done",
+        "return document.querySelector('#k-ho-msg').classList.contains('ok')",
+    );
+    assert!(
+        b.text("#k-ho-msg").starts_with("交接完成：1 件"),
+        "{}",
+        b.text("#k-ho-msg")
+    );
+    b.screenshot("clerk-6-handover");
+    let (_, p) = st.get("/api/v1/parcels?state=handed_over");
+    assert_eq!(p["parcels"][0]["return_no"], "RT-DESK-0001");
+    let (_, h) = st.get("/api/v1/handovers");
+    assert_eq!(h["handovers"][0]["courier"], "王师傅");
+}
+
+#[test]
+fn the_screen_shows_an_offline_banner_when_sync_is_down() {
+    // The broker's port has nobody listening: sync is configured but down.
+    let st = TestStation::start_with(&format!(
+        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\n[sync.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n",
+        free_port()
+    ));
+    st.checkin("RT-OFF-00001", "SF900000000001");
+    let b = Browser::start(1024, 600);
+    b.goto(&st.url("/"));
+    b.wait_js(
+        "the offline banner",
+        "return !document.querySelector('#offline').hidden",
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#syncbar').dataset.state"),
+        json!("offline")
+    );
+    assert!(
+        b.text("#syncbar").contains("待同步 1 条"),
+        "{}",
+        b.text("#syncbar")
+    );
+    assert!(b.text("#offline").contains("网络离线"));
+    b.assert_fits("the start screen with the banner");
+    b.screenshot("offline-banner");
+}
