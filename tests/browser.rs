@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::platform::free_port;
@@ -31,7 +32,6 @@ struct Browser {
 
 impl Browser {
     fn start(width: u32, height: u32) -> Browser {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
         let driver = Command::new(chromedriver())
             .arg(format!("--port={port}"))
@@ -71,8 +71,8 @@ impl Browser {
         caps.insert("goog:chromeOptions".into(), opts);
         let client = rt
             .block_on(
-                ClientBuilder::rustls()
-                    .expect("connector")
+                // chromedriver on loopback: plain HTTP, no TLS stack needed.
+                ClientBuilder::new(HttpConnector::new())
                     .capabilities(caps)
                     .connect(&format!("http://127.0.0.1:{port}")),
             )
@@ -458,4 +458,27 @@ fn the_screen_shows_an_offline_banner_when_sync_is_down() {
     assert!(b.text("#offline").contains("网络离线"));
     b.assert_fits("the start screen with the banner");
     b.screenshot("offline-banner");
+}
+
+#[test]
+fn customer_screens_go_back_to_the_start_when_left_alone() {
+    let st = TestStation::start_with("[api]\nkiosk_idle_s = 10\n");
+    let b = Browser::start(1024, 600);
+    b.goto(&st.url("/"));
+    b.click("#c-to-progress");
+    b.wait_js(
+        "the progress screen",
+        "return document.body.dataset.screen === 'c-progress'",
+    );
+    // The countdown shows for the last seconds, then the start screen.
+    b.wait_js(
+        "the countdown",
+        "return !document.querySelector('#idle-note').hidden",
+    );
+    b.screenshot("customer-9-idle-countdown");
+    b.wait_js(
+        "back at the start",
+        "return document.body.dataset.screen === 'c-start'",
+    );
+    assert!(b.js("return document.querySelector('#idle-note').hidden") == json!(true));
 }

@@ -60,7 +60,11 @@
     if (!r.ok) {
       const err = (json && json.error) || {};
       if (r.status === 401 && token && !(opts && opts.anonymous)) sessionEnded();
-      throw new ApiError(r.status, err.code || "error", err.message || t("err.generic"));
+      // Known codes in the screen's language; the server's words (and the
+      // code, for support) otherwise.
+      const key = "err." + err.code;
+      const words = S[lang][key] ? t(key) : (err.message || t("err.generic"));
+      throw new ApiError(r.status, err.code || "error", words);
     }
     return json;
   }
