@@ -677,19 +677,22 @@ fn find_bag(conn: &Connection, key: &str) -> Result<Option<Bag>, CheckinError> {
 
 fn bag_parcels(conn: &Connection, bag_id: &str) -> Result<Vec<HandedParcel>, CheckinError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT p.id, p.return_no, p.waybill_no, p.state FROM bag_parcels bp
+        "SELECT p.id, p.return_no, p.waybill_no, p.state, bp.bag_id FROM bag_parcels bp
          JOIN parcels p ON p.id = bp.parcel_id WHERE bp.bag_id = ?1 ORDER BY bp.added_at, p.id",
     )?;
-    let rows = stmt.query_map([bag_id], |r| {
-        Ok(HandedParcel {
-            parcel_id: r.get(0)?,
-            return_no: r.get(1)?,
-            waybill_no: r.get(2)?,
-            state: r.get(3)?,
-            bag_id: Some(bag_id.to_owned()),
-        })
-    })?;
+    let rows = stmt.query_map([bag_id], handed_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// (id, return_no, waybill_no, state, bag_id) as selected above and below.
+fn handed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HandedParcel> {
+    Ok(HandedParcel {
+        parcel_id: r.get(0)?,
+        return_no: r.get(1)?,
+        waybill_no: r.get(2)?,
+        state: r.get(3)?,
+        bag_id: r.get(4)?,
+    })
 }
 
 fn load_handover(conn: &Connection, id: &str) -> Result<Option<Handover>, CheckinError> {
@@ -715,15 +718,7 @@ fn load_handover(conn: &Connection, id: &str) -> Result<Option<Handover>, Checki
         "SELECT p.id, p.return_no, p.waybill_no, p.state, hp.bag_id FROM handover_parcels hp
          JOIN parcels p ON p.id = hp.parcel_id WHERE hp.handover_id = ?1 ORDER BY p.id",
     )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok(HandedParcel {
-            parcel_id: r.get(0)?,
-            return_no: r.get(1)?,
-            waybill_no: r.get(2)?,
-            state: r.get(3)?,
-            bag_id: r.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map([id], handed_row)?;
     h.parcels = rows.collect::<Result<_, _>>()?;
     Ok(Some(h))
 }
