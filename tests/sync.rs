@@ -157,7 +157,9 @@ fn flaky_network_loses_nothing() {
         let (proxy, on) = (proxy.clone(), chaos_on.clone());
         std::thread::spawn(move || {
             let mut cuts = 0;
-            while on.load(Ordering::Relaxed) {
+            // Until the check-ins are done, and at least a few cuts whatever
+            // the dice say (fast check-ins once left no time for one).
+            while on.load(Ordering::Relaxed) || cuts < 3 {
                 std::thread::sleep(Duration::from_millis(fastrand::u64(30..200)));
                 if fastrand::bool() {
                     proxy.cut();
