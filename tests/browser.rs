@@ -314,7 +314,8 @@ fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
     st.add_clerk("wei", "张伟", "2468");
     st.import_manifest(json!({"returns": [
         {"return_no": "RT-DESK-0001", "merchant_id": "M1", "status": "authorized",
-         "items": [{"sku": "SKU-1", "name": "T恤", "qty": 2}, {"sku": "SKU-2", "name": "袜子", "qty": 1}]}
+         "items": [{"sku": "SKU-1", "name": "T恤", "qty": 2}, {"sku": "SKU-2", "name": "袜子", "qty": 1}]},
+        {"return_no": "RT-DESK-0002", "merchant_id": "M1", "status": "authorized", "phone_last4": "8866"}
     ]}));
     let b = Browser::start(1280, 800);
     b.goto(&st.url("/"));
@@ -400,6 +401,38 @@ fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
         "the partial return is recorded: {items}"
     );
 
+    // A code that won't scan: found by the phone's last 4 digits, then the
+    // same steps (here cancelled; the draft promises nothing).
+    b.click("#k-cantscan");
+    b.type_into("#k-lookup-q", &format!("8866{ENTER}"));
+    b.wait_js(
+        "a lookup result",
+        "return document.querySelector('#k-lookup-out button[data-rn]')",
+    );
+    b.screenshot("clerk-5-lookup");
+    b.click("#k-lookup-out button[data-rn='RT-DESK-0002']");
+    b.wait_js(
+        "the photo step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'photo'",
+    );
+    assert!(b.text("#k-return").contains("RT-DESK-0002"));
+    b.click("#k-cancel");
+
+    // Bags and exceptions, for the reviewer's eyes.
+    b.click("button[data-tab='bags']");
+    b.type_into("#k-bag-code", &format!("TOTE-01{ENTER}"));
+    b.wait_js(
+        "the bag open",
+        "return document.querySelector('#k-bag-current').textContent === 'TOTE-01'",
+    );
+    b.screenshot("clerk-6-bags");
+    b.click("button[data-tab='exceptions']");
+    b.wait_js(
+        "the exception lists",
+        "return document.querySelector('#k-held').textContent",
+    );
+    b.screenshot("clerk-7-exceptions");
+
     // The parcel list shows it; then the courier takes it.
     b.click("button[data-tab='parcels']");
     b.click(".filters button[data-state='accepted']");
@@ -407,7 +440,7 @@ fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
         "the list",
         "return document.querySelector('#k-parcels').textContent.includes('RT-DESK-0001')",
     );
-    b.screenshot("clerk-5-parcels");
+    b.screenshot("clerk-8-parcels");
     b.click("button[data-tab='handover']");
     b.type_into("#k-ho-courier", "王师傅");
     b.type_into("#k-ho-scan", &format!("SF123456789012{ENTER}"));
@@ -425,7 +458,7 @@ fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
         "{}",
         b.text("#k-ho-msg")
     );
-    b.screenshot("clerk-6-handover");
+    b.screenshot("clerk-9-handover");
     let (_, p) = st.get("/api/v1/parcels?state=handed_over");
     assert_eq!(p["parcels"][0]["return_no"], "RT-DESK-0001");
     let (_, h) = st.get("/api/v1/handovers");
