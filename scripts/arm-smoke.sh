@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of an ARM build under qemu-user: --version, then a real daemon
-# on a temporary data directory, one check-in over HTTP (scan → accept with
-# no photo required), the receipt, a clean SIGTERM, and `db check`.
+# on a temporary data directory, a clerk and their session, one check-in over
+# HTTP (scan → accept with no photo required), the receipt, a clean SIGTERM,
+# and `db check`.
 #
 #   scripts/arm-smoke.sh aarch64|armv7
 set -euo pipefail
@@ -27,9 +28,14 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 api="http://127.0.0.1:$port/api/v1"
-id=$(curl -fs "$api/scans" -H 'content-type: application/json' \
+# A clerk (Argon2 on this architecture) and their session.
+echo 2468 | $qemu "$bin" clerk add smoke --name "Smoke test" > /dev/null
+token=$(curl -fs "$api/sessions" -H 'content-type: application/json' \
+      -d '{"clerk_id":"smoke","pin":"2468"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+auth="Authorization: Bearer $token"
+id=$(curl -fs "$api/scans" -H "$auth" -H 'content-type: application/json' \
       -d '{"code":"RT2026112200123","channel":"clerk"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["parcel_id"])')
-curl -fs "$api/parcels/$id/accept" -H 'content-type: application/json' \
+curl -fs "$api/parcels/$id/accept" -H "$auth" -H 'content-type: application/json' \
      -d '{"waybill_no":"SF1234567890123"}' | grep -q '"receipt_id"'
 curl -fs "$api/parcels/$id/receipt.png" -o "$dir/receipt.png"
 [ -s "$dir/receipt.png" ]

@@ -39,10 +39,11 @@ def rss_kib(pid, field="VmRSS"):
     return 0
 
 
-def post(url, body):
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
+def post(url, body, token=None):
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = "Bearer " + token
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
@@ -64,6 +65,12 @@ class Daemon:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd + ["run"], env=env, stderr=subprocess.DEVNULL)
         self.base = f"http://127.0.0.1:{self.port}"
+        self.data = data
+
+    def token(self):
+        """The operator token the daemon wrote for this run (clerk rights)."""
+        with open(os.path.join(self.data, "operator.token")) as f:
+            return f.read().strip()
 
     def wait_healthy(self):
         for _ in range(600):
@@ -116,12 +123,16 @@ def main():
         d.wait_healthy()
         time.sleep(2)
         out["idle_rss_kib"] = rss_kib(d.proc.pid)
+        token = d.token()
         t = time.monotonic()
         for i in range(a.checkins):
-            scan = post(d.base + "/api/v1/scans", {"code": f"RT-LOAD-{i:06d}", "channel": "clerk"})
+            scan = post(
+                d.base + "/api/v1/scans", {"code": f"RT-LOAD-{i:06d}", "channel": "clerk"}, token
+            )
             post(
                 d.base + f"/api/v1/parcels/{scan['parcel_id']}/accept",
                 {"waybill_no": f"SF{i:013d}"},
+                token,
             )
         out["checkins_per_s"] = round(a.checkins / (time.monotonic() - t))
         out["load_rss_kib"] = rss_kib(d.proc.pid)
