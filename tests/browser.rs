@@ -300,7 +300,8 @@ fn a_customer_drops_off_a_parcel_at_the_kiosk() {
         "return document.querySelector('#c-progress-out dl')",
     );
     assert!(
-        b.text("#c-progress-out").contains("Self drop-off"),
+        b.text("#c-progress-out")
+            .contains("Dropped off at the station"),
         "{}",
         b.text("#c-progress-out")
     );

@@ -207,7 +207,7 @@
       const p = await api("GET", "/api/v1/returns/" + encodeURIComponent(code) + "/progress", undefined, { anonymous: true });
       let html = "<dl><dt>" + esc(t("c.receipt.rn")) + "</dt><dd class='mono'>" + esc(p.return_no) + "</dd>";
       if (p.authorization) html += "<dt></dt><dd>" + esc(t("progress." + p.authorization)) + "</dd>";
-      if (p.parcel) html += "<dt>" + esc(t("progress.parcel")) + "</dt><dd>" + esc(t("k.state." + p.parcel.state)) + " · " + esc(when(p.parcel.dropped_off_at || p.parcel.updated_at)) + "</dd>";
+      if (p.parcel) html += "<dt>" + esc(t("progress.parcel")) + "</dt><dd>" + esc(t("progress.state." + p.parcel.state)) + " · " + esc(when(p.parcel.dropped_off_at || p.parcel.updated_at)) + "</dd>";
       if (p.platform) html += "<dt>" + esc(t("progress.platform")) + "</dt><dd>" + esc(p.platform.status) + " · " + esc(when(p.platform.at)) + "</dd>";
       out.innerHTML = html + "</dl>";
     } catch (err) {
@@ -541,7 +541,8 @@
   }
 
   // ---- sync bar and live updates -------------------------------------------------
-  let sync = null;
+  let sync = null, syncAt = 0;
+  setInterval(() => renderSync(), 5000);
   function renderSync() {
     const bar = $("syncbar");
     if (!sync) { bar.hidden = true; $("offline").hidden = true; return; }
@@ -551,7 +552,12 @@
     let text = t("sync." + state);
     if (sync.pending_events > 0) {
       text += " · " + t("sync.pending", { n: sync.pending_events });
-      if (sync.oldest_pending_s != null) text += " · " + t("sync.oldest", { age: age(sync.oldest_pending_s) });
+      // The stream sends sync state when it changes, not every second:
+      // the oldest event ages here in between.
+      if (sync.oldest_pending_s != null) {
+        const aged = sync.oldest_pending_s + Math.floor((Date.now() - syncAt) / 1000);
+        text += " · " + t("sync.oldest", { age: age(aged) });
+      }
     }
     bar.textContent = text;
     bar.dataset.state = state;
@@ -559,7 +565,7 @@
   }
   function listen() {
     const es = new EventSource("/api/v1/stream");
-    es.addEventListener("sync", (e) => { try { sync = JSON.parse(e.data); renderSync(); } catch (err) { /* ignore */ } });
+    es.addEventListener("sync", (e) => { try { sync = JSON.parse(e.data); syncAt = Date.now(); renderSync(); } catch (err) { /* ignore */ } });
     const changed = () => {
       if (current !== "k-console") return;
       if (tab === "parcels") loadParcels();
