@@ -133,7 +133,7 @@ fn bare_insert_rate(path: &std::path::Path, n: usize) -> f64 {
 /// Drafts with photos are prepared untimed; the accepts are timed.
 fn api_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
     let ids = server.drafts_with_photo("A", round, n);
-    let mut client = RawClient::connect(&server.base, server.station.operator_token());
+    let mut client = RawClient::connect(&server.base, &server.token);
     let start = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         let body = json!({"waybill_no": waybill(1, round, i)}).to_string();
@@ -155,7 +155,7 @@ fn api_concurrent_accept_rate(server: &Server, round: usize, n: usize) -> f64 {
     std::thread::scope(|s| {
         for (c, chunk) in ids.chunks(n.div_ceil(CLIENTS)).enumerate() {
             s.spawn(move || {
-                let mut client = RawClient::connect(&server.base, server.station.operator_token());
+                let mut client = RawClient::connect(&server.base, &server.token);
                 for (i, id) in chunk.iter().enumerate() {
                     let body = json!({"waybill_no": waybill(4 + c, round, i)}).to_string();
                     assert_eq!(
@@ -318,6 +318,8 @@ struct Server {
     station: Station,
     base: String,
     client: Client,
+    /// The bench clerk's session token.
+    token: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -347,13 +349,23 @@ impl Server {
                 let _ = stopped.await;
             },
         ));
-        // Clerk endpoints need a bearer token; the operator's is at hand.
+        // Clerk endpoints need a bearer token: a real clerk's session, so
+        // the measured path includes the session check a counter pays.
+        station
+            .db()
+            .with_writer_blocking(|c| yizhan::clerk::add(c, "bench", "Bench", "2468"))
+            .expect("clerk");
+        let login: Value = Client::new()
+            .post(format!("{base}/api/v1/sessions"))
+            .json(&json!({"clerk_id": "bench", "pin": "2468"}))
+            .send()
+            .and_then(|r| r.json())
+            .expect("login");
+        let token = login["token"].as_str().expect("token").to_owned();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", station.operator_token())
-                .parse()
-                .expect("header"),
+            format!("Bearer {token}").parse().expect("header"),
         );
         let client = Client::builder()
             .timeout(Duration::from_secs(60))
@@ -365,6 +377,7 @@ impl Server {
             station,
             base,
             client,
+            token,
             _stop: stop,
         }
     }
