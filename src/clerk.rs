@@ -173,6 +173,22 @@ pub struct Session {
     pub clerk_id: String,
     pub name: String,
     last_seen: Instant,
+    /// When the clerk was last seen enabled in the database.
+    checked_at: Instant,
+}
+
+/// How long a session trusts its last look at the clerks table. Clerks
+/// are disabled by `yizhan clerk disable`, another process, so the daemon
+/// cannot be told; it looks again at most this long after the last look
+/// rather than on every request (a read per request cost a fifth of the
+/// accept rate, see docs/PERFORMANCE.md).
+pub const ENABLED_RECHECK: Duration = Duration::from_secs(1);
+
+impl Session {
+    /// Whether the clerk must be looked up again before this request.
+    pub fn needs_check(&self, now: Instant) -> bool {
+        now.duration_since(self.checked_at) >= ENABLED_RECHECK
+    }
 }
 
 /// The live sessions, by the SHA-256 of their token.
@@ -222,6 +238,7 @@ impl Sessions {
                 clerk_id: clerk_id.to_owned(),
                 name: name.to_owned(),
                 last_seen: now,
+                checked_at: now,
             },
         );
         Ok(token)
@@ -239,6 +256,13 @@ impl Sessions {
         }
         session.last_seen = now;
         Some(session.clone())
+    }
+
+    /// Records that the clerk of `token` was just seen enabled.
+    pub fn checked(&self, token: &str, at: Instant) {
+        if let Some(s) = self.lock().get_mut(&digest(token)) {
+            s.checked_at = s.checked_at.max(at);
+        }
     }
 
     /// Ends one session (logout).
@@ -383,6 +407,23 @@ mod tests {
         assert!(s.touch(&t2).is_none());
         assert!(s.close(&t3));
         assert!(s.touch(&t3).is_none());
+    }
+
+    #[test]
+    fn sessions_look_at_the_clerk_again_after_the_recheck_interval() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let t = s.open("c1", "Wei").unwrap();
+        let now = Instant::now();
+        let session = s.touch(&t).unwrap();
+        assert!(!session.needs_check(now), "just logged in: just checked");
+        let later = now + ENABLED_RECHECK;
+        assert!(session.needs_check(later));
+        s.checked(&t, later);
+        assert!(!s.touch(&t).unwrap().needs_check(later));
+        assert!(s.touch(&t).unwrap().needs_check(later + ENABLED_RECHECK));
+        // An older look never replaces a newer one.
+        s.checked(&t, now);
+        assert!(!s.touch(&t).unwrap().needs_check(later));
     }
 
     #[test]

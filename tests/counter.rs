@@ -256,9 +256,18 @@ fn clerks_log_in_with_a_pin_and_wrong_pins_are_throttled() {
         200
     );
     st.cli_json(&["clerk", "disable", "li"]);
+    // The daemon looks at the clerks table again within a second
+    // (clerk::ENABLED_RECHECK); from then on the session is gone.
+    wait_until(
+        "the disabled clerk's session ends",
+        Duration::from_secs(10),
+        || (st.request_as(Some(&li), "GET", "/api/v1/parcels", None).0 == 401).then_some(()),
+    );
     assert_eq!(
-        st.request_as(Some(&li), "GET", "/api/v1/parcels", None).0,
-        401
+        st.request_as(Some(&li), "GET", "/api/v1/sessions/current", None)
+            .0,
+        401,
+        "the session stays ended"
     );
     assert_eq!(st.login("li", "13579").0, 401);
 }

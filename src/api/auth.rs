@@ -6,7 +6,7 @@
 //! handler runs. Handlers open to customers take a [`MaybeClerk`] and decide
 //! from the parcel.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -79,14 +79,18 @@ async fn authenticate(st: &Station, token: &str) -> Result<Clerk, ApiError> {
         .sessions()
         .touch(token)
         .ok_or_else(|| ApiError::unauthorized("the session has ended: log in again"))?;
-    let id = session.clerk_id.clone();
-    let enabled = st
-        .db()
-        .read(move |c| clerk::enabled(c, &id).map_err(CheckinError::from))
-        .await?;
-    if !enabled {
-        st.sessions().close_clerk(&session.clerk_id);
-        return Err(ApiError::unauthorized("this clerk was disabled"));
+    let now = Instant::now();
+    if session.needs_check(now) {
+        let id = session.clerk_id.clone();
+        let enabled = st
+            .db()
+            .read(move |c| clerk::enabled(c, &id).map_err(CheckinError::from))
+            .await?;
+        if !enabled {
+            st.sessions().close_clerk(&session.clerk_id);
+            return Err(ApiError::unauthorized("this clerk was disabled"));
+        }
+        st.sessions().checked(token, now);
     }
     Ok(Clerk {
         clerk_id: Some(session.clerk_id),
