@@ -185,6 +185,15 @@ async fn forward(
     }
 }
 
+/// An outbox read under way; it owns the selector until it is done.
+type Fetch<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (Selector, Result<super::drain::Pick, crate::db::DbError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
 struct Session<'a> {
     ctx: &'a Ctx,
     client: &'a AsyncClient,
@@ -210,13 +219,16 @@ impl Session<'_> {
         let ctx = self.ctx;
         let sync = ctx.station.config().sync.clone();
         let mut committed = ctx.station.watch_events();
-        let mut selector = Selector::new(0, sync.max_bytes_per_s);
+        let mut selector = Some(Selector::new(0, sync.max_bytes_per_s));
         let mut more = false;
         let mut wait_until: Option<Instant> = None;
         // Events read ahead of the window: one outbox read feeds many
-        // publishes instead of one read per PUBACK.
+        // publishes instead of one read per PUBACK. The next read starts
+        // while half of the last one is still to be published, so the
+        // window never stands empty waiting for SQLite.
         let mut ahead: VecDeque<Pending> = VecDeque::new();
         let read_ahead = (self.window * 8).max(256);
+        let mut fetch: Option<Fetch<'_>> = None;
         let mut status_tick = tokio::time::interval(Duration::from_secs(sync.status_interval_s));
         status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rescan = tokio::time::interval(RESCAN_EVERY);
@@ -231,21 +243,16 @@ impl Session<'_> {
                 }
             }
             let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
-            if self.connected && self.send_events && more && rate_ok && ahead.is_empty() {
-                wait_until = None;
-                match selector.next(ctx, read_ahead).await {
-                    Ok(pick) => {
-                        more = pick.more;
-                        wait_until = pick.wait_until.map(Instant::from_std);
-                        ahead.extend(pick.events);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the outbox; will retry");
-                        more = false;
-                    }
-                }
-                if !ahead.is_empty() {
-                    continue;
+            if self.connected && self.send_events && more && rate_ok && ahead.len() < read_ahead / 2
+            {
+                if let Some(mut sel) = selector.take() {
+                    wait_until = None;
+                    // Whatever is committed from now on sets `more` again.
+                    more = false;
+                    fetch = Some(Box::pin(async move {
+                        let pick = sel.next(ctx, read_ahead).await;
+                        (sel, pick)
+                    }));
                 }
             }
             let rate_wait = async {
@@ -255,6 +262,25 @@ impl Session<'_> {
                 }
             };
             tokio::select! {
+                (sel, pick) = async {
+                    match fetch.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                }, if fetch.is_some() => {
+                    fetch = None;
+                    selector = Some(sel);
+                    match pick {
+                        Ok(pick) => {
+                            more |= pick.more;
+                            wait_until = pick.wait_until.map(Instant::from_std);
+                            ahead.extend(pick.events);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the outbox; will retry");
+                        }
+                    }
+                }
                 ev = events.recv() => match ev {
                     None => return self.lost("the MQTT event loop ended".into()),
                     Some(Err(e)) => return self.lost(e.to_string()),
@@ -266,6 +292,10 @@ impl Session<'_> {
                                 if let Err(e) = connected_now {
                                     return self.lost(e);
                                 }
+                                // A read begun before the connection came up
+                                // is dropped with its cursors: the new
+                                // selector starts from the head.
+                                fetch = None;
                                 ahead.clear();
                                 more = true;
                             }
@@ -280,7 +310,9 @@ impl Session<'_> {
                 _ = committed.changed() => more = true,
                 _ = rescan.tick() => {
                     if self.asked.is_empty() && self.inflight.is_empty() && ahead.is_empty() {
-                        selector.rewind();
+                        if let Some(sel) = selector.as_mut() {
+                            sel.rewind();
+                        }
                     }
                     more = true;
                 }
@@ -307,7 +339,11 @@ impl Session<'_> {
 
     /// Handles one event-loop event. `Some(Ok(()))` when the session has
     /// just been established.
-    async fn handle(&mut self, ev: Event, selector: &mut Selector) -> Option<Result<(), String>> {
+    async fn handle(
+        &mut self,
+        ev: Event,
+        selector: &mut Option<Selector>,
+    ) -> Option<Result<(), String>> {
         let ctx = self.ctx;
         match ev {
             Event::Incoming(Packet::ConnAck(ack)) => {
@@ -317,7 +353,10 @@ impl Session<'_> {
                 // Everything committed before now is backlog; resend all
                 // that is not marked delivered.
                 let mark = ctx.read(queue::last_seq).await.unwrap_or(0);
-                *selector = Selector::new(mark, ctx.station.config().sync.max_bytes_per_s);
+                *selector = Some(Selector::new(
+                    mark,
+                    ctx.station.config().sync.max_bytes_per_s,
+                ));
                 if let Err(e) = self
                     .client
                     .try_subscribe(ctx.topics.commands.clone(), QoS::AtLeastOnce)
