@@ -206,26 +206,36 @@ pub struct Backlog {
     pub last_delivered_at: Option<String>,
 }
 
-/// Counts of the outbox for status, metrics and the API.
+/// What [`backlog`] asks: pending count, the oldest pending event's time,
+/// dead letters, the last `seq`, the last delivery. The event first in line
+/// is the one that has waited longest (events go out in `seq` order; a
+/// clock set back cannot make a later one look older).
+const BACKLOG_QUERIES: [&str; 5] = [
+    "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL AND dead_at IS NULL",
+    "SELECT occurred_at FROM events WHERE delivered_at IS NULL AND dead_at IS NULL
+     ORDER BY seq LIMIT 1",
+    "SELECT COUNT(*) FROM events WHERE dead_at IS NOT NULL",
+    "SELECT value FROM counters WHERE name = 'event_seq'",
+    "SELECT value FROM meta WHERE key = 'last_delivered_at'",
+];
+
+/// Counts of the outbox for status, metrics and the API. Every screen and
+/// scrape reads these, so none of them walks the whole events table: the
+/// pending count is index-only over what is pending, the rest are single
+/// index or row lookups (migration 0004).
 pub fn backlog(conn: &Connection) -> Result<Backlog, DbError> {
-    let (pending_events, oldest_pending_at): (i64, Option<String>) = conn.query_row(
-        "SELECT COUNT(*), MIN(occurred_at) FROM events
-         WHERE delivered_at IS NULL AND dead_at IS NULL",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let dead_letters: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE dead_at IS NOT NULL",
-        [],
-        |r| r.get(0),
-    )?;
-    let last_seq: i64 = conn.query_row(
-        "SELECT value FROM counters WHERE name = 'event_seq'",
-        [],
-        |r| r.get(0),
-    )?;
-    let last_delivered_at: Option<String> =
-        conn.query_row("SELECT MAX(delivered_at) FROM events", [], |r| r.get(0))?;
+    let [pending, oldest, dead, last_seq, last_delivered] = BACKLOG_QUERIES;
+    let pending_events: i64 = conn.prepare_cached(pending)?.query_row([], |r| r.get(0))?;
+    let oldest_pending_at: Option<String> = conn
+        .prepare_cached(oldest)?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let dead_letters: i64 = conn.prepare_cached(dead)?.query_row([], |r| r.get(0))?;
+    let last_seq: i64 = conn.prepare_cached(last_seq)?.query_row([], |r| r.get(0))?;
+    let last_delivered_at: Option<String> = conn
+        .prepare_cached(last_delivered)?
+        .query_row([], |r| r.get(0))
+        .optional()?;
     let oldest_pending_s = oldest_pending_at
         .as_deref()
         .and_then(clock::parse)
@@ -320,5 +330,67 @@ mod tests {
         assert!(b.oldest_pending_s.is_some());
         let got = db.read_blocking(|c| get(c, "2")).unwrap().unwrap();
         assert_eq!(got.seq, 2);
+        assert_eq!(b.last_delivered_at, None);
+
+        // One delivered, one refused for good: counts and times follow.
+        let (first, refused) = db
+            .read_blocking(|c| -> Result<_, DbError> {
+                let id = |seq: i64| {
+                    c.query_row("SELECT event_id FROM events WHERE seq = ?1", [seq], |r| {
+                        r.get::<_, String>(0)
+                    })
+                };
+                Ok((id(1)?, id(3)?))
+            })
+            .unwrap();
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            crate::sync::queue::mark_delivered(tx, &[1], "2026-01-02T00:00:00.000Z")?;
+            crate::sync::queue::mark_delivered_ids(tx, &[first], "2026-01-03T00:00:00.000Z")?;
+            crate::sync::queue::mark_dead(
+                tx,
+                &[(refused, "bad".into())],
+                "2026-01-04T00:00:00.000Z",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let b = db.read_blocking(backlog).unwrap();
+        assert_eq!((b.pending_events, b.dead_letters), (1, 1));
+        // Marking seq 1 again by id changed nothing: the time stays.
+        assert_eq!(
+            b.last_delivered_at.as_deref(),
+            Some("2026-01-02T00:00:00.000Z")
+        );
+        let oldest = db
+            .read_blocking(|c| -> Result<String, DbError> {
+                Ok(
+                    c.query_row("SELECT occurred_at FROM events WHERE seq = 2", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .unwrap();
+        assert_eq!(b.oldest_pending_at, Some(oldest), "first in line");
+    }
+
+    #[test]
+    fn backlog_never_scans_the_whole_events_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.read_blocking(|c| -> Result<(), DbError> {
+            for sql in BACKLOG_QUERIES {
+                let plan: Vec<String> = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+                    .query_map([], |r| r.get(3))?
+                    .collect::<Result<_, _>>()?;
+                let plan = plan.join("; ");
+                assert!(
+                    !plan.contains("SCAN events") || plan.contains("INDEX"),
+                    "{sql}: {plan}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
     }
 }

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_counter",
         sql: include_str!("../../migrations/0003_counter.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_backlog",
+        sql: include_str!("../../migrations/0004_backlog.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -162,6 +167,32 @@ mod tests {
             .expect("event kept");
         assert_eq!(e.envelope, serde_json::json!({"seq": 1}));
         assert_eq!(e.delivered_at, None);
+    }
+
+    #[test]
+    fn schema_4_carries_the_last_delivery_time_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..3] {
+            apply(&mut conn, m).unwrap();
+        }
+        for (seq, delivered) in [(1, Some("2026-01-02T00:00:00.000Z")), (2, None)] {
+            conn.execute(
+                "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, delivered_at)
+                 VALUES (?1, ?1, 'parcel.dropped', 'P1', '2026-01-01T00:00:00.000Z', ?2)",
+                rusqlite::params![seq, delivered],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let db = Db::open(&path, &dir.path().join("backups")).unwrap();
+        let b = db.read_blocking(crate::outbox::backlog).unwrap();
+        assert_eq!(
+            b.last_delivered_at.as_deref(),
+            Some("2026-01-02T00:00:00.000Z")
+        );
+        assert_eq!(b.pending_events, 1);
     }
 
     #[test]

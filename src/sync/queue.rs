@@ -74,7 +74,21 @@ pub fn mark_delivered(tx: &Transaction<'_>, seqs: &[i64], at: &str) -> Result<us
         n += stmt.execute(params![first, last, at])?;
         i += 1;
     }
+    note_delivery(tx, n, at)?;
     Ok(n)
+}
+
+/// Keeps the time of the last delivery for the backlog view (one row, not
+/// a MAX over every event).
+fn note_delivery(tx: &Transaction<'_>, n: usize, at: &str) -> Result<(), DbError> {
+    if n > 0 {
+        tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('last_delivered_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+        )?
+        .execute([at])?;
+    }
+    Ok(())
 }
 
 /// Records delivery by `event_id` (the HTTPS answer names ids).
@@ -91,6 +105,7 @@ pub fn mark_delivered_ids(
     for id in ids {
         n += stmt.execute(params![id, at])?;
     }
+    note_delivery(tx, n, at)?;
     Ok(n)
 }
 
