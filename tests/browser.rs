@@ -181,16 +181,36 @@ impl Browser {
     /// Makes the page's viewport (not the window) `width` x `height`: the
     /// window is that plus whatever the browser's own frame takes.
     fn resize(&self, width: u32, height: u32) {
-        let frame = self.js("return [outerWidth - innerWidth, outerHeight - innerHeight]");
-        let extra = |i: usize| frame[i].as_u64().unwrap_or(0) as u32;
-        self.rt
-            .block_on(
-                self.c()
-                    .set_window_size(width + extra(0), height + extra(1)),
-            )
-            .expect("resize");
-        let inner = self.js("return [innerWidth, innerHeight]");
-        assert_eq!(inner, json!([width, height]), "viewport after resize");
+        // The window manager applies a resize when it gets to it, and the
+        // frame's size can change with the window: measure, resize, wait for
+        // the viewport, and measure again if it came out wrong.
+        let want = json!([width, height]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let frame = self.js("return [outerWidth - innerWidth, outerHeight - innerHeight]");
+            let extra = |i: usize| frame[i].as_u64().unwrap_or(0) as u32;
+            self.rt
+                .block_on(
+                    self.c()
+                        .set_window_size(width + extra(0), height + extra(1)),
+                )
+                .expect("resize");
+            let settle = Instant::now() + Duration::from_secs(1);
+            loop {
+                let inner = self.js("return [innerWidth, innerHeight]");
+                if inner == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "viewport after resize: {inner}, wanted {want}"
+                );
+                if Instant::now() > settle {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 
