@@ -10,9 +10,14 @@
 //!   [`Durability::Relaxed`]; the next full commit flushes them too.
 //! - Readers use their own connections, so a scan decision never waits
 //!   behind an fsync.
+//! - Checkpoints run on their own thread and connection ([`checkpointer`]),
+//!   a moment after commits, so no check-in pays for copying the WAL into
+//!   the database file; the writer checkpoints only as a backstop when the
+//!   WAL has grown far beyond that.
 //! - The bundled SQLite is at least 3.51.3 (the WAL-reset corruption fix);
 //!   anything older is refused at open.
 
+mod checkpointer;
 mod group;
 mod migrate;
 
@@ -93,6 +98,7 @@ struct Inner {
     queue: group::Queue,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    checkpoints: checkpointer::Checkpointer,
 }
 
 impl Db {
@@ -106,6 +112,13 @@ impl Db {
         let readers = (0..READERS)
             .map(|_| open_connection(path, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpoints = checkpointer::Checkpointer::start(open_connection(path, false)?)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES)
+            .map_err(|source| DbError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -113,6 +126,7 @@ impl Db {
                 queue: group::Queue::default(),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                checkpoints,
             }),
         })
     }
@@ -153,7 +167,11 @@ impl Db {
         });
         if start_drainer {
             let db = self.clone();
-            tokio::task::spawn_blocking(move || group::drain(&db.inner.writer, &db.inner.queue));
+            tokio::task::spawn_blocking(move || {
+                group::drain(&db.inner.writer, &db.inner.queue, &|| {
+                    db.inner.checkpoints.committed();
+                });
+            });
         }
         answer.await.map_err(|_| {
             E::from(DbError::Task(
@@ -190,7 +208,9 @@ impl Db {
     where
         F: FnOnce(&mut Connection) -> Result<T, E>,
     {
-        f(&mut self.writer())
+        let result = f(&mut self.writer());
+        self.inner.checkpoints.committed();
+        result
     }
 
     /// [`Db::write`] for synchronous callers (the CLI, tests).
@@ -199,8 +219,9 @@ impl Db {
         F: FnOnce(&Transaction<'_>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let mut conn = self.writer();
-        transaction(&mut conn, durability, f)
+        let result = transaction(&mut self.writer(), durability, f);
+        self.inner.checkpoints.committed();
+        result
     }
 
     /// [`Db::read`] for synchronous callers.

@@ -84,7 +84,7 @@ impl Queue {
 /// caller whose [`Queue::push`] returned `true`); it takes the writer for
 /// each batch, so blocking writers (CLI, start-up) interleave between
 /// batches.
-pub(super) fn drain(writer: &Mutex<Connection>, queue: &Queue) {
+pub(super) fn drain(writer: &Mutex<Connection>, queue: &Queue, committed: &dyn Fn()) {
     // If anything below panics, fail what is queued rather than leave the
     // flag set with nobody draining.
     struct Guard<'a>(&'a Queue);
@@ -107,6 +107,8 @@ pub(super) fn drain(writer: &Mutex<Connection>, queue: &Queue) {
         // this lock leaves no transaction open, so a poisoned lock is fine.
         let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
         run_batch(&mut conn, jobs);
+        drop(conn);
+        committed();
     }
 }
 

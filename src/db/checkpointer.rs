@@ -1,0 +1,181 @@
+//! Background checkpoints: copying the WAL back into the database file off
+//! the commit path.
+//!
+//! SQLite's default checkpoints run inside whichever commit pushes the WAL
+//! past 1 000 pages, so every few hundred check-ins one of them also copies
+//! 4 MB and fsyncs the database file (milliseconds here, far more on a
+//! kiosk's SD card). Instead, every commit pings this thread; a moment later
+//! it runs a `PASSIVE` checkpoint on its own connection, which never blocks
+//! the writer or the readers. The writer keeps an automatic checkpoint at
+//! [`BACKSTOP_PAGES`] in case this thread falls behind.
+//!
+//! # Invariants
+//! - Durability does not depend on this thread: a commit is on disk in the
+//!   WAL before it returns; a checkpoint only moves it.
+//! - The thread ends when the database handle is dropped (its sender goes),
+//!   and the drop waits for it, so the connection is closed with the rest.
+
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::DbError;
+
+/// How long commits are gathered before a checkpoint: at most a few
+/// checkpoints a second however busy the counter is.
+const GATHER: Duration = Duration::from_millis(200);
+
+/// The writer's own automatic checkpoint, if this thread falls behind
+/// (~32 MB of WAL at 4 KiB pages).
+pub const BACKSTOP_PAGES: i64 = 8_000;
+
+/// The handle the database keeps: pings the thread and stops it on drop.
+pub struct Checkpointer {
+    ping: Option<SyncSender<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread with its own read-write connection.
+    pub fn start(conn: Connection) -> Result<Checkpointer, DbError> {
+        let (ping, pings) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("yizhan-checkpoint".into())
+            .spawn(move || run(&conn, &pings))
+            .map_err(|e| DbError::Task(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer {
+            ping: Some(ping),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Something was committed: checkpoint soon.
+    pub fn committed(&self) {
+        if let Some(ping) = &self.ping {
+            // Full means a checkpoint is already due; gone means the thread
+            // ended (it logged why) and the writer's backstop takes over.
+            match ping.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.ping = None;
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, pings: &Receiver<()>) {
+    while pings.recv().is_ok() {
+        // Gather the commits of the next moment; a handle going away ends
+        // the wait at once (the CLI does not linger on exit).
+        let deadline = Instant::now() + GATHER;
+        let mut open = true;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match pings.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        checkpoint(conn);
+        if !open {
+            return;
+        }
+    }
+}
+
+fn checkpoint(conn: &Connection) {
+    // (busy, frames in the WAL, frames checkpointed)
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match result {
+        Ok((_, wal, done)) => tracing::trace!(wal, done, "checkpoint"),
+        Err(e) => {
+            tracing::warn!(error = %e, "background checkpoint failed; the writer's own will catch up")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Db, DbError, Durability};
+    use std::time::{Duration, Instant};
+
+    fn wal_frames(db: &Db) -> (i64, i64) {
+        db.with_writer_blocking(|c| -> Result<(i64, i64), DbError> {
+            // A PASSIVE checkpoint with nothing to do reports the WAL as is.
+            Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })?)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn commits_are_checkpointed_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        let backstop: i64 = db
+            .with_writer_blocking(|c| -> Result<i64, DbError> {
+                Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(backstop, super::BACKSTOP_PAGES);
+        let path = dir.path().join("y.db");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            tx.execute_batch("CREATE TABLE t (v TEXT)")?;
+            for i in 0..2000 {
+                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:0500}")])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        // The rows reach the database file itself without anyone asking.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() <= before + 1_000_000 {
+            assert!(Instant::now() < deadline, "no background checkpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (wal, done) = wal_frames(&db);
+        assert_eq!(wal, done, "every frame checkpointed");
+    }
+
+    #[test]
+    fn dropping_the_database_stops_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            Ok(tx.execute_batch("CREATE TABLE t (v TEXT)")?)
+        })
+        .unwrap();
+        // The drop joins the thread: returning at all means it ended, and
+        // it does not sit out the gathering delay first.
+        let start = Instant::now();
+        drop(db);
+        assert!(start.elapsed() < super::GATHER, "{:?}", start.elapsed());
+    }
+}
