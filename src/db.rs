@@ -419,6 +419,45 @@ mod tests {
         .unwrap();
     }
 
+    /// One write at a time runs without a savepoint; one that fails or
+    /// panics still leaves nothing behind, and the writer goes on.
+    #[test]
+    fn a_lone_failing_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| {
+            tx.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .map_err(DbError::from)
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let insert = |n: i64| {
+            db.write(Durability::Full, move |tx| -> Result<(), DbError> {
+                tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                match n {
+                    1 => Err(DbError::Task("refused".into())),
+                    2 => panic!("job {n} panics"),
+                    _ => Ok(()),
+                }
+            })
+        };
+        rt.block_on(async {
+            assert!(insert(1).await.is_err());
+            assert!(insert(2).await.is_err());
+            insert(3).await.unwrap();
+        });
+        let stored: Vec<i64> = db
+            .read_blocking(|c| -> Result<Vec<i64>, DbError> {
+                let mut st = c.prepare("SELECT n FROM t ORDER BY n")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(stored, [3]);
+    }
+
     #[test]
     fn pragmas_are_wal_full_and_foreign_keys() {
         let dir = tempfile::tempdir().unwrap();
