@@ -9,14 +9,19 @@
 //! the writer or the readers. The writer keeps an automatic checkpoint at
 //! [`BACKSTOP_PAGES`] in case this thread falls behind.
 //!
+//! Only the first commit after a checkpoint wakes the thread; the ones
+//! during its gathering moment find the ping already queued and cost the
+//! committer no wake-up (a context switch per check-in, measured).
+//!
 //! # Invariants
 //! - Durability does not depend on this thread: a commit is on disk in the
 //!   WAL before it returns; a checkpoint only moves it.
 //! - The thread ends when the database handle is dropped (its sender goes),
 //!   and the drop waits for it, so the connection is closed with the rest.
 
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,6 +40,7 @@ pub const BACKSTOP_PAGES: i64 = 8_000;
 /// The handle the database keeps: pings the thread and stops it on drop.
 pub struct Checkpointer {
     ping: Option<SyncSender<()>>,
+    stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -42,12 +48,15 @@ impl Checkpointer {
     /// Starts the thread with its own read-write connection.
     pub fn start(conn: Connection) -> Result<Checkpointer, DbError> {
         let (ping, pings) = sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("yizhan-checkpoint".into())
-            .spawn(move || run(&conn, &pings))
+            .spawn(move || run(&conn, &pings, &stopping))
             .map_err(|e| DbError::Task(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer {
             ping: Some(ping),
+            stop,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -66,6 +75,9 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
+        // An idle thread sees the channel close; a gathering one, the flag
+        // (checked after every wake-up, and `unpark` before `park` is not lost).
+        self.stop.store(true, Ordering::Release);
         self.ping = None;
         let thread = self
             .thread
@@ -73,29 +85,28 @@ impl Drop for Checkpointer {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(thread) = thread {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
 }
 
-fn run(conn: &Connection, pings: &Receiver<()>) {
+fn run(conn: &Connection, pings: &Receiver<()>, stop: &AtomicBool) {
     while pings.recv().is_ok() {
-        // Gather the commits of the next moment; a handle going away ends
-        // the wait at once (the CLI does not linger on exit).
+        // Gather the commits of the next moment without taking their pings
+        // (a waiting receiver would be woken by each); a handle going away
+        // ends the wait at once (the CLI does not linger on exit).
         let deadline = Instant::now() + GATHER;
-        let mut open = true;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match pings.recv_timeout(left) {
-                Ok(()) => {}
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    break;
-                }
+        while !stop.load(Ordering::Acquire) {
+            match deadline.checked_duration_since(Instant::now()) {
+                Some(left) => std::thread::park_timeout(left),
+                None => break,
             }
         }
+        // This checkpoint covers every commit pinged so far.
+        while pings.try_recv().is_ok() {}
         checkpoint(conn);
-        if !open {
+        if stop.load(Ordering::Acquire) {
             return;
         }
     }
