@@ -4,7 +4,9 @@
 //! # Invariants
 //! - One writer connection, serialised by a mutex; every write runs in a
 //!   transaction through [`Db::write`] (or [`Db::write_blocking`] from the CLI).
-//!   Concurrent async writes share one commit ([`group`]: group commit).
+//!   Async writes run on a writer thread of its own, and concurrent ones
+//!   share one commit ([`group`]: group commit). The thread ends with the
+//!   last handle, after the writes already queued.
 //! - WAL with `synchronous=FULL`: a commit made with [`Durability::Full`] is on
 //!   disk when it returns. Drafts, which promise nothing (SPEC §3), may use
 //!   [`Durability::Relaxed`]; the next full commit flushes them too.
@@ -24,6 +26,7 @@ mod migrate;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -95,11 +98,31 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    queue: group::Queue,
+    shared: Arc<Shared>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    writer_thread: Option<JoinHandle<()>>,
+}
+
+/// What the writer thread shares with the handle.
+struct Shared {
+    writer: Mutex<Connection>,
+    queue: group::Queue,
     checkpoints: checkpointer::Checkpointer,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Writes already queued are finished first (their callers are
+        // waiting); then the thread ends and the connections close.
+        self.shared.queue.stop();
+        if let Some(thread) = self.writer_thread.take() {
+            // A job holding the last handle would otherwise wait for itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl Db {
@@ -120,14 +143,26 @@ impl Db {
                 path: path.to_owned(),
                 source,
             })?;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            queue: group::Queue::default(),
+            checkpoints,
+        });
+        let for_thread = Arc::clone(&shared);
+        let writer_thread = std::thread::Builder::new()
+            .name("yizhan-writer".into())
+            .spawn(move || {
+                let s = &*for_thread;
+                group::run(&s.writer, &s.queue, &|| s.checkpoints.committed());
+            })
+            .map_err(|e| DbError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                writer: Mutex::new(writer),
-                queue: group::Queue::default(),
+                shared,
                 readers,
                 next_reader: AtomicUsize::new(0),
-                checkpoints,
+                writer_thread: Some(writer_thread),
             }),
         })
     }
@@ -137,7 +172,7 @@ impl Db {
         &self.inner.path
     }
 
-    /// Runs `f` in a write transaction off the async threads and returns
+    /// Runs `f` in a write transaction on the writer thread and returns
     /// once that transaction committed. Writes arriving together share one
     /// transaction and one fsync, each in its own savepoint (see [`group`]).
     pub async fn write<T, E, F>(&self, durability: Durability, f: F) -> Result<T, E>
@@ -162,18 +197,10 @@ impl Db {
                 }
             }
         };
-        let start_drainer = self.inner.queue.push(group::Job {
+        self.inner.shared.queue.push(group::Job {
             durability,
             run: Box::new(run),
         });
-        if start_drainer {
-            let db = self.clone();
-            tokio::task::spawn_blocking(move || {
-                group::drain(&db.inner.writer, &db.inner.queue, &|| {
-                    db.inner.checkpoints.committed();
-                });
-            });
-        }
         answer.await.map_err(|_| {
             E::from(DbError::Task(
                 "the write was abandoned (it panicked or its batch failed)".into(),
@@ -210,7 +237,7 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E>,
     {
         let result = f(&mut self.writer());
-        self.inner.checkpoints.committed();
+        self.inner.shared.checkpoints.committed();
         result
     }
 
@@ -221,7 +248,7 @@ impl Db {
         E: From<DbError>,
     {
         let result = transaction(&mut self.writer(), durability, f);
-        self.inner.checkpoints.committed();
+        self.inner.shared.checkpoints.committed();
         result
     }
 
@@ -245,7 +272,11 @@ impl Db {
     fn writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (it
         // rolls back on drop), so a poisoned lock is still a usable one.
-        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -456,6 +487,83 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, [3]);
+    }
+
+    /// The writer thread ends with the last handle, even when that handle
+    /// goes away inside a write on the thread itself (a caller that gave
+    /// up waiting, whose job held a handle): no self-join, no leak.
+    #[test]
+    fn the_writer_thread_ends_with_the_last_handle() {
+        use std::sync::mpsc::channel;
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("y.db-wal");
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| {
+            tx.execute_batch("CREATE TABLE t (n INTEGER)")
+                .map_err(DbError::from)
+        })
+        .unwrap();
+        assert!(wal.exists());
+
+        // Hold the writer connection from another thread so the queued
+        // job below cannot run yet.
+        let (entered_tx, entered) = channel();
+        let (release, released) = channel::<()>();
+        let (gone_tx, gone) = channel();
+        let holder = db.clone();
+        let holding = std::thread::spawn(move || {
+            holder
+                .with_writer_blocking(|_| -> Result<(), DbError> {
+                    entered_tx.send(()).unwrap();
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .unwrap();
+            drop(holder);
+            gone_tx.send(()).unwrap();
+        });
+        entered.recv().unwrap();
+
+        // Queue a job that owns a handle, then abandon its caller.
+        let last = db.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let write = db.write(Durability::Full, move |tx| -> Result<(), DbError> {
+                // Wait until every other handle is gone, so this is the last.
+                gone.recv().unwrap();
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                drop(last);
+                Ok(())
+            });
+            let mut write = std::pin::pin!(write);
+            // One poll queues the job; then the caller gives up.
+            tokio::select! {
+                biased;
+                _ = &mut write => panic!("the writer is held; the job cannot have run"),
+                () = std::future::ready(()) => {}
+            }
+        });
+        drop(db);
+        release.send(()).unwrap();
+        holding.join().unwrap();
+
+        // The thread ran the job, dropped the last handle, ended, and with
+        // it the last connection closed (which removes the WAL).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wal.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer thread never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let conn = Connection::open(dir.path().join("y.db")).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "the abandoned write still committed");
     }
 
     #[test]

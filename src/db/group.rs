@@ -1,9 +1,10 @@
 //! Group commit: concurrent writes share one transaction and one fsync.
 //!
-//! Every async write pushes a job onto a queue; if no blocking thread is
-//! draining the queue, it starts one. The drainer takes everything queued
-//! so far into one `BEGIN IMMEDIATE … COMMIT`, each job inside its own
-//! savepoint, and goes on until the queue is empty:
+//! Every async write pushes a job onto a queue that one long-lived writer
+//! thread drains (a thread of its own rather than a hop through tokio's
+//! blocking pool, whose shared lock every read also takes). The thread
+//! takes everything queued so far into one `BEGIN IMMEDIATE … COMMIT`,
+//! each job inside its own savepoint, and sleeps when the queue is empty:
 //! a job that fails rolls back alone and gets its error at once; the others
 //! get their results only after the shared commit is on disk. With one
 //! writer at a time this is exactly the old one-transaction-per-write path;
@@ -20,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -43,71 +44,80 @@ pub(super) struct Job {
     pub run: Run,
 }
 
-/// The jobs waiting for the writer, and whether a thread is draining them.
+/// The jobs waiting for the writer thread.
 #[derive(Default)]
-pub(super) struct Queue(Mutex<Pending>);
+pub(super) struct Queue {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
 
 #[derive(Default)]
 struct Pending {
     jobs: VecDeque<Job>,
-    draining: bool,
+    /// The writer thread is asleep on `ready` and must be woken.
+    idle: bool,
+    /// No more jobs will come: drain what is queued and end.
+    stop: bool,
 }
 
 impl Queue {
-    /// Queues a job; `true` means no thread is draining and the caller
-    /// must start one (with [`drain`]).
-    pub fn push(&self, job: Job) -> bool {
+    /// Queues a job, waking the writer thread only if it sleeps (a busy
+    /// one finds the job when its batch is done, at no system call).
+    pub fn push(&self, job: Job) {
         let mut p = self.lock();
         p.jobs.push_back(job);
-        !std::mem::replace(&mut p.draining, true)
-    }
-
-    /// The next batch; empty means the drainer is done (and the flag is
-    /// cleared under the same lock, so no job is ever left behind).
-    fn take(&self) -> Vec<Job> {
-        let mut p = self.lock();
-        let n = p.jobs.len().min(MAX_BATCH);
-        if n == 0 {
-            p.draining = false;
+        if std::mem::take(&mut p.idle) {
+            self.ready.notify_one();
         }
-        p.jobs.drain(..n).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // Pushing and draining cannot panic half-way; a poisoned queue is
+    /// Ends [`run`] once everything queued so far has been written.
+    pub fn stop(&self) {
+        let mut p = self.lock();
+        p.stop = true;
+        self.ready.notify_one();
+    }
+
+    /// The next batch, waiting for one; `None` once stopped and empty.
+    fn next_batch(&self) -> Option<Vec<Job>> {
+        let mut p = self.lock();
+        loop {
+            let n = p.jobs.len().min(MAX_BATCH);
+            if n > 0 {
+                return Some(p.jobs.drain(..n).collect());
+            }
+            if p.stop {
+                return None;
+            }
+            p.idle = true;
+            p = self.ready.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Pushing and taking cannot panic half-way; a poisoned queue is
         // still a consistent one.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Runs batches until the queue is empty. One drainer at a time (the
-/// caller whose [`Queue::push`] returned `true`); it takes the writer for
-/// each batch, so blocking writers (CLI, start-up) interleave between
-/// batches.
-pub(super) fn drain(writer: &Mutex<Connection>, queue: &Queue, committed: &dyn Fn()) {
-    // If anything below panics, fail what is queued rather than leave the
-    // flag set with nobody draining.
-    struct Guard<'a>(&'a Queue);
-    impl Drop for Guard<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                let mut p = self.0.lock();
-                p.jobs.clear();
-                p.draining = false;
-            }
+/// The writer thread's loop: runs batches as they come until the queue is
+/// stopped and empty. It takes the writer for each batch, so blocking
+/// writers (CLI, start-up) interleave between batches.
+pub(super) fn run(writer: &Mutex<Connection>, queue: &Queue, committed: &dyn Fn()) {
+    while let Some(jobs) = queue.next_batch() {
+        // A job's own panic is caught in `run_batch`; anything else that
+        // panics loses this batch (its callers see their replies dropped)
+        // but not the thread, or every later write would wait forever.
+        let batch = catch_unwind(AssertUnwindSafe(|| {
+            // A panic while holding this lock leaves no transaction open
+            // (it rolls back on drop), so a poisoned lock is fine.
+            let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
+            run_batch(&mut conn, jobs);
+        }));
+        if batch.is_err() {
+            tracing::error!("a group commit panicked; its writes were refused");
         }
-    }
-    let _guard = Guard(queue);
-    loop {
-        let jobs = queue.take();
-        if jobs.is_empty() {
-            return;
-        }
-        // A panic inside a job is caught in `run_batch`; one while holding
-        // this lock leaves no transaction open, so a poisoned lock is fine.
-        let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
-        run_batch(&mut conn, jobs);
-        drop(conn);
         committed();
     }
 }
