@@ -32,7 +32,7 @@ fn main() {
     let (events, rounds, checkins) = if quick {
         (5_000, 1, 50)
     } else {
-        (100_000, 3, 1000)
+        (100_000, 5, 1000)
     };
     let base: std::path::PathBuf = std::env::var_os("YIZHAN_BENCH_DIR")
         .map_or_else(|| env!("CARGO_TARGET_TMPDIR").into(), Into::into);
