@@ -384,6 +384,28 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
 mod tests {
     use super::*;
 
+    /// A fresh database with one table `t` of the given columns.
+    fn db_with_table(columns: &str) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| {
+            tx.execute_batch(&format!("CREATE TABLE t ({columns})"))
+                .map_err(DbError::from)
+        })
+        .unwrap();
+        (dir, db)
+    }
+
+    /// Every `n` stored in `t`, in order.
+    fn stored(db: &Db) -> Vec<i64> {
+        db.read_blocking(|c| -> Result<Vec<i64>, DbError> {
+            let mut st = c.prepare("SELECT n FROM t ORDER BY n")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap()
+    }
+
     #[test]
     fn bundled_sqlite_has_the_wal_reset_fix() {
         assert!(
@@ -397,13 +419,7 @@ mod tests {
     /// rolled back alone and the others land.
     #[test]
     fn group_commit_isolates_failing_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
-        db.write_blocking(Durability::Full, |tx| {
-            tx.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-                .map_err(DbError::from)
-        })
-        .unwrap();
+        let (_dir, db) = db_with_table("n INTEGER PRIMARY KEY");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -434,13 +450,7 @@ mod tests {
         let ok: Vec<i64> = (0..200).filter(|n| results[*n as usize].is_ok()).collect();
         assert_eq!(ok.len(), 160, "every 10th fails, every 10th panics");
         assert!(results[3].is_err() && results[7].is_err());
-        let stored: Vec<i64> = db
-            .read_blocking(|c| -> Result<Vec<i64>, DbError> {
-                let mut st = c.prepare("SELECT n FROM t ORDER BY n")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .unwrap();
+        let stored = stored(&db);
         assert_eq!(stored, ok, "exactly the acknowledged writes are stored");
         // The queue is idle again and still works.
         rt.block_on(db.write(Durability::Full, |tx| {
@@ -454,13 +464,7 @@ mod tests {
     /// panics still leaves nothing behind, and the writer goes on.
     #[test]
     fn a_lone_failing_write_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
-        db.write_blocking(Durability::Full, |tx| {
-            tx.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-                .map_err(DbError::from)
-        })
-        .unwrap();
+        let (_dir, db) = db_with_table("n INTEGER PRIMARY KEY");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -479,13 +483,7 @@ mod tests {
             assert!(insert(2).await.is_err());
             insert(3).await.unwrap();
         });
-        let stored: Vec<i64> = db
-            .read_blocking(|c| -> Result<Vec<i64>, DbError> {
-                let mut st = c.prepare("SELECT n FROM t ORDER BY n")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .unwrap();
+        let stored = stored(&db);
         assert_eq!(stored, [3]);
     }
 
@@ -495,14 +493,8 @@ mod tests {
     #[test]
     fn the_writer_thread_ends_with_the_last_handle() {
         use std::sync::mpsc::channel;
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, db) = db_with_table("n INTEGER");
         let wal = dir.path().join("y.db-wal");
-        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
-        db.write_blocking(Durability::Full, |tx| {
-            tx.execute_batch("CREATE TABLE t (n INTEGER)")
-                .map_err(DbError::from)
-        })
-        .unwrap();
         assert!(wal.exists());
 
         // Hold the writer connection from another thread so the queued
