@@ -182,9 +182,10 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// is configured). Must be called inside the daemon's runtime: database
 /// writes go back to it (see [`Ctx::on_main`]).
 ///
-/// The tasks run on a runtime of their own, in one thread at a lower CPU
-/// priority (nice 10; threads it starts inherit it): on a two-core kiosk a
-/// week of backlog draining can never take the CPU from the counter.
+/// The tasks run on a runtime of their own, on one worker thread at a
+/// lower CPU priority (nice 10; threads it starts inherit it): on a
+/// two-core kiosk a week of backlog draining can never take the CPU from
+/// the counter.
 pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
     let (stop, stop_rx) = watch::channel(false);
     let cfg = station.config().sync.clone();
@@ -251,7 +252,12 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
                 tracing::debug!(error = %e, "cannot lower the sync thread's priority");
             }
             let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                // One worker: the MQTT event loop, the session and the
+                // ack recorder hand each other every event; on one thread
+                // that is a local wake, on two a cross-thread one each
+                // time (measured: drain +10 %, docs/PERFORMANCE.md).
+                // Outbox reads run on the blocking pool.
+                .worker_threads(1)
                 .thread_name("yizhan-sync")
                 .enable_all()
                 .build()
