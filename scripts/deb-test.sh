@@ -6,8 +6,11 @@
 #   scripts/build-deb.sh native && scripts/build-deb.sh aarch64 && scripts/deb-test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-native=$(ls target/deb/yizhan_*_"$(dpkg --print-architecture)".deb | head -1)
+native=$(ls target/deb/yizhan_*_"$(dpkg --print-architecture)".deb 2>/dev/null | head -1 || true)
 arm=$(ls target/deb/yizhan_*_arm64.deb 2>/dev/null | head -1 || true)
+# Both packages are required: a missing one fails the test, never skips it.
+[ -n "$native" ] || { echo "FAILED: no native .deb (scripts/build-deb.sh native)" >&2; exit 1; }
+[ -n "$arm" ] || { echo "FAILED: no arm64 .deb (scripts/build-deb.sh aarch64)" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -50,14 +53,12 @@ inside dpkg -P yizhan >/dev/null
 ! inside getent passwd yizhan >/dev/null || fail "user left on purge"; ok "user removed on purge"
 [ ! -e "$root/etc/yizhan/yizhan.toml" ] || fail "conffile left on purge"; ok "config removed on purge"
 
-if [ -n "$arm" ]; then
-    echo "==> arm64 package (files and scripts; the binary cannot run here)"
-    cp "$arm" "$root/tmp/arm.deb"
-    # libc6:arm64 cannot be satisfied in an amd64 root: force that one.
-    inside dpkg --force-architecture --force-depends -i /tmp/arm.deb >/dev/null 2>&1
-    # ELF e_machine (bytes 18-19) 0xb7 = AArch64.
-    [ "$(od -An -tx1 -j18 -N2 "$root/usr/bin/yizhan" | tr -d ' \n')" = "b700" ] \
-        || fail "not an aarch64 ELF"
-    ok "aarch64 binary installed, user $(inside id -un yizhan) created"
-fi
+echo "==> arm64 package (files and scripts; the binary cannot run here)"
+cp "$arm" "$root/tmp/arm.deb"
+# libc6:arm64 cannot be satisfied in an amd64 root: force that one.
+inside dpkg --force-architecture --force-depends -i /tmp/arm.deb >/dev/null 2>&1
+# ELF e_machine (bytes 18-19) 0xb7 = AArch64.
+[ "$(od -An -tx1 -j18 -N2 "$root/usr/bin/yizhan" | tr -d ' \n')" = "b700" ] \
+    || fail "not an aarch64 ELF"
+ok "aarch64 binary installed, user $(inside id -un yizhan) created"
 echo "deb install/upgrade/remove/purge: ok"
