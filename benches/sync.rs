@@ -27,9 +27,17 @@ use yizhan::station::Station;
 
 const WINDOW: u16 = 64;
 
-/// One round: baseline rate, drain rate, idle check-ins before the drain,
-/// check-ins during it, idle check-ins after it.
-type Row = (f64, f64, f64, f64, f64);
+/// One round's rates, per second.
+struct Row {
+    /// Bare rumqttc, mean of the runs before and after the drain.
+    baseline: f64,
+    drain: f64,
+    /// Check-ins on the idle station before the drain.
+    idle: f64,
+    during: f64,
+    /// Check-ins on the idle station after the drain (for comparison).
+    idle_after: f64,
+}
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -87,7 +95,13 @@ fn main() {
             100.0 * drain / baseline,
             100.0 * during / idle_before
         );
-        rows.push((baseline, drain, idle_before, during, idle_after));
+        rows.push(Row {
+            baseline,
+            drain,
+            idle: idle_before,
+            during,
+            idle_after,
+        });
     }
     let med = |f: &dyn Fn(&Row) -> f64| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
@@ -97,26 +111,26 @@ fn main() {
     println!("| measure | median of {rounds} rounds |\n|---|---|");
     println!(
         "| baseline: bare rumqttc QoS 1 publish loop, same payloads, window {WINDOW} | {:.0} events/s |",
-        med(&|r| r.0)
+        med(&|r| r.baseline)
     );
     println!(
         "| yizhan: outbox drain until every event is marked delivered in SQLite | {:.0} events/s ({:.0} % of baseline, per-round ratio) |",
-        med(&|r| r.1),
-        100.0 * med(&|r| r.1 / r.0)
+        med(&|r| r.drain),
+        100.0 * med(&|r| r.drain / r.baseline)
     );
     println!(
         "| check-in commits, idle station | {:.0}/s |",
-        med(&|r| r.2)
+        med(&|r| r.idle)
     );
     println!(
         "| check-in commits during the drain | {:.0}/s ({:.0} % of idle, per-round ratio) |",
-        med(&|r| r.3),
-        100.0 * med(&|r| r.3 / r.2)
+        med(&|r| r.during),
+        100.0 * med(&|r| r.during / r.idle)
     );
     println!(
         "| check-in commits after the drain (WAL already allocated; for comparison) | {:.0}/s (during the drain: {:.0} % of it) |",
-        med(&|r| r.4),
-        100.0 * med(&|r| r.3 / r.4)
+        med(&|r| r.idle_after),
+        100.0 * med(&|r| r.during / r.idle_after)
     );
 }
 
