@@ -206,11 +206,11 @@ fn drained(station: &Station) -> bool {
     station
         .db()
         .read_blocking(|c| -> Result<bool, DbError> {
-            Ok(!c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE delivered_at IS NULL AND dead_at IS NULL)",
-                [],
-                |r| r.get(0),
-            )?)
+            Ok(
+                !c.query_row("SELECT EXISTS (SELECT 1 FROM outbox_pending)", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .expect("pending")
 }

@@ -119,6 +119,8 @@ pub fn append(
     ])?;
     tx.prepare_cached("INSERT INTO event_bodies (seq, body) VALUES (?1, ?2)")?
         .execute(params![seq, body])?;
+    tx.prepare_cached("INSERT INTO outbox_pending (seq) VALUES (?1)")?
+        .execute([seq])?;
     Ok(envelope)
 }
 
@@ -150,16 +152,21 @@ pub enum Filter {
     All,
 }
 
-const RECORD_COLUMNS: &str =
-    "e.seq, event_id, type, parcel_id, occurred_at, delivered_at, attempts,
-     last_error, dead_at, dead_reason, b.body";
+/// An event's columns; its delivery time is its own (confirmed by event id
+/// over HTTPS) or its run's (confirmed over MQTT, migration 0005).
+const RECORD_COLUMNS: &str = "e.seq, event_id, type, parcel_id, occurred_at,
+     COALESCE(e.delivered_at,
+              (SELECT CASE WHEN r.last_seq >= e.seq THEN r.delivered_at END
+               FROM delivery_runs r WHERE r.first_seq <= e.seq
+               ORDER BY r.first_seq DESC LIMIT 1)),
+     attempts, last_error, dead_at, dead_reason, b.body";
 
 const JOIN_BODY: &str = "JOIN event_bodies b ON b.seq = e.seq";
 
 /// Lists up to `limit` events matching `filter`.
 pub fn list(conn: &Connection, filter: Filter, limit: u32) -> Result<Vec<EventRecord>, DbError> {
     let clause = match filter {
-        Filter::Pending => "WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY e.seq ASC",
+        Filter::Pending => "WHERE e.seq IN (SELECT seq FROM outbox_pending) ORDER BY e.seq ASC",
         Filter::Dead => "WHERE dead_at IS NOT NULL ORDER BY e.seq ASC",
         Filter::All => "ORDER BY e.seq DESC",
     };
@@ -214,9 +221,9 @@ const SEQ: &str = "SELECT value FROM counters WHERE name = 'event_seq'";
 /// is the one that has waited longest (events go out in `seq` order; a
 /// clock set back cannot make a later one look older).
 const BACKLOG_QUERIES: [&str; 5] = [
-    "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL AND dead_at IS NULL",
-    "SELECT occurred_at FROM events WHERE delivered_at IS NULL AND dead_at IS NULL
-     ORDER BY seq LIMIT 1",
+    "SELECT COUNT(*) FROM outbox_pending",
+    "SELECT e.occurred_at FROM outbox_pending p JOIN events e ON e.seq = p.seq
+     ORDER BY p.seq LIMIT 1",
     "SELECT COUNT(*) FROM events WHERE dead_at IS NOT NULL",
     SEQ,
     "SELECT value FROM meta WHERE key = 'last_delivered_at'",
@@ -224,8 +231,8 @@ const BACKLOG_QUERIES: [&str; 5] = [
 
 /// Counts of the outbox for status, metrics and the API. Every screen and
 /// scrape reads these, so none of them walks the whole events table: the
-/// pending count is index-only over what is pending, the rest are single
-/// index or row lookups (migration 0004).
+/// pending count walks only the pending queue (migration 0005), the rest
+/// are single index or row lookups (migration 0004).
 pub fn backlog(conn: &Connection) -> Result<Backlog, DbError> {
     let [pending, oldest, dead, last_seq, last_delivered] = BACKLOG_QUERIES;
     let pending_events: i64 = conn.prepare_cached(pending)?.query_row([], |r| r.get(0))?;

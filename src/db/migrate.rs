@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_backlog",
         sql: include_str!("../../migrations/0004_backlog.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_delivery_queue",
+        sql: include_str!("../../migrations/0005_delivery_queue.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -193,6 +198,54 @@ mod tests {
             Some("2026-01-02T00:00:00.000Z")
         );
         assert_eq!(b.pending_events, 1);
+    }
+
+    #[test]
+    fn schema_5_queues_exactly_the_pending_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let mut conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..4] {
+            apply(&mut conn, m).unwrap();
+        }
+        let rows: [(i64, Option<&str>, Option<&str>); 4] = [
+            (1, Some("2026-01-02T00:00:00.000Z"), None),
+            (2, None, None),
+            (3, None, Some("2026-01-03T00:00:00.000Z")),
+            (4, None, None),
+        ];
+        for (seq, delivered, dead) in rows {
+            conn.execute(
+                "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at, delivered_at, dead_at)
+                 VALUES (?1, ?1, 'parcel.dropped', 'P1', '2026-01-01T00:00:00.000Z', ?2, ?3)",
+                rusqlite::params![seq, delivered, dead],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO event_bodies (seq, body) VALUES (?1, '{}')",
+                [seq],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let db = Db::open(&path, &dir.path().join("backups")).unwrap();
+        let pending: Vec<i64> = db
+            .read_blocking(|c| crate::outbox::list(c, crate::outbox::Filter::Pending, 10))
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(pending, [2, 4]);
+        let b = db.read_blocking(crate::outbox::backlog).unwrap();
+        assert_eq!((b.pending_events, b.dead_letters), (2, 1));
+        let first = db
+            .read_blocking(|c| crate::outbox::get(c, "1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            first.delivered_at.as_deref(),
+            Some("2026-01-02T00:00:00.000Z")
+        );
     }
 
     #[test]

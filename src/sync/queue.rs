@@ -5,11 +5,16 @@
 //! - The outbox table is the source of truth, never the MQTT client's
 //!   memory: an event is pending until a PUBACK (or an HTTPS `accepted` /
 //!   `duplicates`) for it has been recorded here.
+//! - An event is pending exactly while its `seq` is in `outbox_pending`
+//!   (migration 0005). Delivery and dead-lettering take it out, an
+//!   operator's retry puts it back; the event's own row is rewritten only
+//!   for what must be kept per event (an HTTPS delivery's time, a failure,
+//!   a dead letter), never for an MQTT delivery.
 //! - Marks are written in batches; losing a batch of marks (power cut) only
 //!   means those events are sent again, which the platform de-duplicates.
 //! - Nothing here deletes an event.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use crate::db::DbError;
@@ -29,9 +34,8 @@ pub fn pending_events(
     limit: usize,
 ) -> Result<Vec<Outgoing>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.seq, b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
-         WHERE e.seq > ?1 AND e.seq <= ?2 AND e.delivered_at IS NULL AND e.dead_at IS NULL
-         ORDER BY e.seq LIMIT ?3",
+        "SELECT p.seq, b.body FROM outbox_pending p JOIN event_bodies b ON b.seq = p.seq
+         WHERE p.seq > ?1 AND p.seq <= ?2 ORDER BY p.seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, upto, limit as i64], |r| {
         Ok(Outgoing {
@@ -52,30 +56,60 @@ pub fn last_seq(conn: &Connection) -> Result<i64, DbError> {
 }
 
 /// Records delivery of `seqs` (in any order, duplicates allowed); returns
-/// how many were newly marked. Acks mostly arrive in order, so the seqs are
-/// folded into runs of consecutive numbers, one statement per run.
+/// how many were newly marked. The events leave `outbox_pending` and the
+/// time is kept once per run of consecutive `seq`s that left it, so a batch
+/// of thousands of acks writes a few pages, not every event's row. Only
+/// `seq`s still pending form runs: an event delivered twice (a resend) or
+/// given up on meanwhile is not recorded again, and runs never overlap.
 pub fn mark_delivered(tx: &Transaction<'_>, seqs: &[i64], at: &str) -> Result<usize, DbError> {
+    let mut taken = Vec::with_capacity(seqs.len());
+    {
+        let mut take = tx.prepare_cached(
+            "DELETE FROM outbox_pending WHERE seq BETWEEN ?1 AND ?2 RETURNING seq",
+        )?;
+        for (first, last) in runs(seqs) {
+            let rows = take.query_map(params![first, last], |r| r.get::<_, i64>(0))?;
+            for seq in rows {
+                taken.push(seq?);
+            }
+        }
+    }
+    let mut record = tx.prepare_cached(
+        "INSERT INTO delivery_runs (first_seq, last_seq, delivered_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for (first, last) in runs(&taken) {
+        record.execute(params![first, last, at])?;
+    }
+    note_delivery(tx, taken.len(), at)?;
+    Ok(taken.len())
+}
+
+/// `seqs` (any order, duplicates allowed) as ascending runs of consecutive
+/// numbers, `(first, last)` inclusive.
+fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
     let mut sorted = seqs.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut stmt = tx.prepare_cached(
-        "UPDATE events SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL
-         WHERE seq BETWEEN ?1 AND ?2 AND delivered_at IS NULL",
-    )?;
-    let mut n = 0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let first = sorted[i];
-        let mut last = first;
-        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
-            i += 1;
-            last = sorted[i];
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
         }
-        n += stmt.execute(params![first, last, at])?;
-        i += 1;
     }
-    note_delivery(tx, n, at)?;
-    Ok(n)
+    runs
+}
+
+/// Takes the event `event_id` out of the pending queue; its `seq` if it
+/// was pending.
+fn take_pending(tx: &Transaction<'_>, event_id: &str) -> Result<Option<i64>, DbError> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM outbox_pending
+             WHERE seq = (SELECT seq FROM events WHERE event_id = ?1) RETURNING seq",
+        )?
+        .query_row([event_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// Keeps the time of the last delivery for the backlog view (one row, not
@@ -99,11 +133,13 @@ pub fn mark_delivered_ids(
 ) -> Result<usize, DbError> {
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
-         WHERE event_id = ?1 AND delivered_at IS NULL",
+         WHERE seq = ?1",
     )?;
     let mut n = 0;
     for id in ids {
-        n += stmt.execute(params![id, at])?;
+        if let Some(seq) = take_pending(tx, id)? {
+            n += stmt.execute(params![seq, at])?;
+        }
     }
     note_delivery(tx, n, at)?;
     Ok(n)
@@ -117,11 +153,13 @@ pub fn mark_dead(
 ) -> Result<usize, DbError> {
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET dead_at = ?2, dead_reason = ?3, attempts = attempts + 1
-         WHERE event_id = ?1 AND delivered_at IS NULL AND dead_at IS NULL",
+         WHERE seq = ?1",
     )?;
     let mut n = 0;
     for (id, reason) in refused {
-        n += stmt.execute(params![id, at, truncate(reason)])?;
+        if let Some(seq) = take_pending(tx, id)? {
+            n += stmt.execute(params![seq, at, truncate(reason)])?;
+        }
     }
     Ok(n)
 }
@@ -130,7 +168,7 @@ pub fn mark_dead(
 pub fn note_failure(tx: &Transaction<'_>, seqs: &[i64], error: &str) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET attempts = attempts + 1, last_error = ?2
-         WHERE seq = ?1 AND delivered_at IS NULL",
+         WHERE seq = ?1 AND seq IN (SELECT seq FROM outbox_pending)",
     )?;
     for seq in seqs {
         stmt.execute(params![seq, truncate(error)])?;
@@ -148,6 +186,12 @@ pub struct Requeued {
 /// Puts dead letters back in the queue: one event by `seq`, or every dead
 /// event and photo.
 pub fn retry_dead(tx: &Transaction<'_>, seq: Option<i64>) -> Result<Requeued, DbError> {
+    // Back in the queue first, while `dead_at` still says which ones.
+    tx.execute(
+        "INSERT INTO outbox_pending (seq)
+         SELECT seq FROM events WHERE dead_at IS NOT NULL AND (?1 IS NULL OR seq = ?1)",
+        [seq],
+    )?;
     let events = match seq {
         Some(seq) => tx.execute(
             "UPDATE events SET dead_at = NULL, last_error = 'dead letter: ' || dead_reason,
@@ -305,5 +349,178 @@ fn truncate(s: &str) -> &str {
     match s.char_indices().nth(500) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ClockCheck};
+    use crate::db::{Db, Durability};
+    use crate::outbox::{self, EventSource, EventType, Filter};
+    use crate::parcel::ParcelId;
+
+    /// A database with `n` events, seq 1..=n.
+    fn outbox_of(n: usize) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        let source = EventSource {
+            station_id: "ST-1".into(),
+            device_id: "k1".into(),
+            clock: Clock::new(ClockCheck::Off),
+        };
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            for _ in 0..n {
+                outbox::append(
+                    tx,
+                    &source,
+                    EventType::Accepted,
+                    &ParcelId::new(),
+                    "RT1",
+                    serde_json::Value::Null,
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        (dir, db)
+    }
+
+    fn pending_seqs(db: &Db) -> Vec<i64> {
+        db.read_blocking(|c| pending_events(c, 0, i64::MAX, 1000))
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    fn count(db: &Db, sql: &str) -> i64 {
+        db.read_blocking(|c| -> Result<i64, DbError> { Ok(c.query_row(sql, [], |r| r.get(0))?) })
+            .unwrap()
+    }
+
+    #[test]
+    fn seqs_fold_into_runs() {
+        assert_eq!(runs(&[]), []);
+        assert_eq!(runs(&[7, 3, 4, 5, 5, 9, 8]), [(3, 5), (7, 9)]);
+        assert_eq!(runs(&[2, 1]), [(1, 2)]);
+        assert_eq!(runs(&[10, 1]), [(1, 1), (10, 10)]);
+    }
+
+    #[test]
+    fn mqtt_delivery_takes_events_out_of_the_queue_without_rewriting_them() {
+        let (_dir, db) = outbox_of(600);
+        let acked: Vec<i64> = (1..=500).filter(|s| s % 100 != 0).collect();
+        let n = db
+            .write_blocking(Durability::Relaxed, |tx| {
+                mark_delivered(tx, &acked, "2026-01-02T00:00:00.000Z")
+            })
+            .unwrap();
+        assert_eq!(n, 495);
+        assert_eq!(
+            pending_seqs(&db),
+            [100, 200, 300, 400, 500]
+                .into_iter()
+                .chain(501..=600)
+                .collect::<Vec<_>>()
+        );
+        // One row per run, none per event; the events' rows are untouched.
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM delivery_runs"), 5);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM events WHERE delivered_at IS NOT NULL OR attempts > 0"
+            ),
+            0
+        );
+        // Each event still tells when it was delivered, or that it was not.
+        let shown = |key: &str| {
+            db.read_blocking(|c| outbox::get(c, key))
+                .unwrap()
+                .unwrap()
+                .delivered_at
+        };
+        for seq in ["1", "99", "101", "450", "499"] {
+            assert_eq!(
+                shown(seq).as_deref(),
+                Some("2026-01-02T00:00:00.000Z"),
+                "seq {seq}"
+            );
+        }
+        for seq in ["100", "500", "501"] {
+            assert_eq!(shown(seq), None, "seq {seq}");
+        }
+        let listed: Vec<i64> = db
+            .read_blocking(|c| outbox::list(c, Filter::Pending, 3))
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(listed, [100, 200, 300]);
+
+        // A resend's PUBACK counts nothing and adds no run; runs never overlap.
+        let again = db
+            .write_blocking(Durability::Relaxed, |tx| {
+                mark_delivered(
+                    tx,
+                    &(95..=105).collect::<Vec<_>>(),
+                    "2026-01-03T00:00:00.000Z",
+                )
+            })
+            .unwrap();
+        assert_eq!(again, 1, "only seq 100 was still pending");
+        assert_eq!(shown("100").as_deref(), Some("2026-01-03T00:00:00.000Z"));
+        assert_eq!(shown("99").as_deref(), Some("2026-01-02T00:00:00.000Z"));
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM delivery_runs a JOIN delivery_runs b
+                 ON a.first_seq < b.first_seq AND a.last_seq >= b.first_seq"
+            ),
+            0
+        );
+        assert_eq!(outbox_backlog(&db), 104);
+    }
+
+    fn outbox_backlog(db: &Db) -> i64 {
+        db.read_blocking(outbox::backlog).unwrap().pending_events
+    }
+
+    #[test]
+    fn dead_letters_leave_the_queue_and_a_retry_puts_them_back() {
+        let (_dir, db) = outbox_of(3);
+        let id = |seq: i64| {
+            db.read_blocking(|c| outbox::get(c, &seq.to_string()))
+                .unwrap()
+                .unwrap()
+                .event_id
+        };
+        let (id2, id3) = (id(2), id(3));
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            mark_dead(tx, &[(id2, "refused".into())], "2026-01-02T00:00:00.000Z")?;
+            mark_delivered_ids(tx, &[id3.clone()], "2026-01-02T00:00:00.000Z")?;
+            // Neither a dead nor a delivered event can be given up on again.
+            assert_eq!(
+                mark_dead(tx, &[(id3, "late".into())], "2026-01-03T00:00:00.000Z")?,
+                0
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(pending_seqs(&db), [1]);
+        // A PUBACK for the dead event (sent before it died) does not revive
+        // it as delivered.
+        let n = db
+            .write_blocking(Durability::Relaxed, |tx| {
+                mark_delivered(tx, &[2], "2026-01-04T00:00:00.000Z")
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        let requeued = db
+            .write_blocking(Durability::Full, |tx| retry_dead(tx, None))
+            .unwrap();
+        assert_eq!(requeued.events, 1);
+        assert_eq!(pending_seqs(&db), [1, 2]);
+        assert_eq!(outbox_backlog(&db), 2);
     }
 }
