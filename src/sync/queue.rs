@@ -498,7 +498,7 @@ mod tests {
         let (id2, id3) = (id(2), id(3));
         db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
             mark_dead(tx, &[(id2, "refused".into())], "2026-01-02T00:00:00.000Z")?;
-            mark_delivered_ids(tx, &[id3.clone()], "2026-01-02T00:00:00.000Z")?;
+            mark_delivered_ids(tx, std::slice::from_ref(&id3), "2026-01-02T00:00:00.000Z")?;
             // Neither a dead nor a delivered event can be given up on again.
             assert_eq!(
                 mark_dead(tx, &[(id3, "late".into())], "2026-01-03T00:00:00.000Z")?,
