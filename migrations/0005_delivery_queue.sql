@@ -10,9 +10,10 @@
 
 -- Every event not yet delivered and not a dead letter: one small row,
 -- written with the event, deleted when it is delivered or given up on,
--- put back by an operator's retry.
+-- put back by an operator's retry. No REFERENCES clause: events are never
+-- deleted, and a foreign key would add a lookup to every check-in's commit.
 CREATE TABLE outbox_pending (
-    seq INTEGER PRIMARY KEY REFERENCES events (seq)
+    seq INTEGER PRIMARY KEY
 ) STRICT;
 INSERT INTO outbox_pending (seq)
 SELECT seq FROM events WHERE delivered_at IS NULL AND dead_at IS NULL;
