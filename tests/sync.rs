@@ -571,6 +571,8 @@ fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
     });
 }
 
+/// A clean stop says goodbye, and every sync task ends by itself rather
+/// than being abandoned after a timeout (which held every stop for 5 s).
 #[test]
 fn clean_shutdown_says_offline() {
     let broker = Broker::start();
@@ -592,6 +594,9 @@ fn clean_shutdown_says_offline() {
             .filter(|m| m["online"] == false)
             .map(|_| ())
     });
+    st.wait_for_log("sync stopped", LONG);
+    let log = st.log_text();
+    assert!(!log.contains("did not stop in time"), "{log}");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{self, Outgoing};
 use super::Ctx;
@@ -154,8 +154,31 @@ const ACK_BATCH: usize = 8192;
 /// Records acknowledged `seq`s in batches: every ack that has arrived
 /// while the previous batch was being written goes into the next one, in
 /// one relaxed transaction (losing one only means a resend).
-pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
-    while let Some(first) = acks.recv().await {
+///
+/// Runs until `finish` (sent once nothing can send acks any more), then
+/// records whatever is still queued and ends. Its own `ctx` holds a sender
+/// of `acks`, so the channel alone never closes.
+pub async fn record_acks(
+    ctx: Ctx,
+    mut acks: mpsc::UnboundedReceiver<i64>,
+    mut finish: oneshot::Receiver<()>,
+) {
+    loop {
+        let first = tokio::select! {
+            // Acks first: everything queued is recorded before finishing.
+            biased;
+            Some(seq) = acks.recv() => seq,
+            _ = &mut finish => {
+                let mut rest = Vec::new();
+                while let Ok(seq) = acks.try_recv() {
+                    rest.push(seq);
+                }
+                for batch in rest.chunks(ACK_BATCH) {
+                    record(&ctx, batch.to_vec()).await;
+                }
+                return;
+            }
+        };
         // Let acks pile up for a short while without being woken by each
         // one, then take them all: one transaction per burst rather than per
         // handful of acks (each commit rewrites the pages it touched).
@@ -167,18 +190,23 @@ pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
                 Err(_) => break,
             }
         }
-        let at = crate::clock::now_string();
-        let stamp = at.clone();
-        let written = ctx
-            .write(Durability::Relaxed, move |tx| {
-                queue::mark_delivered(tx, &seqs, &stamp)
-            })
-            .await;
-        match written {
-            Ok(n) => ctx.state.delivered(n, at),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record deliveries; those events will be sent again")
-            }
+        record(&ctx, seqs).await;
+    }
+}
+
+/// One batch of acks in one relaxed transaction.
+async fn record(ctx: &Ctx, seqs: Vec<i64>) {
+    let at = crate::clock::now_string();
+    let stamp = at.clone();
+    let written = ctx
+        .write(Durability::Relaxed, move |tx| {
+            queue::mark_delivered(tx, &seqs, &stamp)
+        })
+        .await;
+    match written {
+        Ok(n) => ctx.state.delivered(n, at),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record deliveries; those events will be sent again")
         }
     }
 }
@@ -186,6 +214,78 @@ pub async fn record_acks(ctx: Ctx, mut acks: mpsc::UnboundedReceiver<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::outbox::{self, EventType};
+    use crate::parcel::ParcelId;
+    use crate::station::Station;
+
+    fn station(dir: &std::path::Path) -> Station {
+        let env = [
+            ("YIZHAN_STORAGE__DATA_DIR", dir.display().to_string()),
+            ("YIZHAN_STORAGE__MIN_FREE_MB", "0".to_owned()),
+            ("YIZHAN_STATION__CLOCK_CHECK", "off".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v));
+        Station::open(Config::load_with_env(None, env).unwrap()).unwrap()
+    }
+
+    fn pending(station: &Station) -> i64 {
+        station
+            .db()
+            .read_blocking(outbox::backlog)
+            .unwrap()
+            .pending_events
+    }
+
+    /// Stopping must not lose a PUBACK that already came in, nor wait on a
+    /// channel that its own context keeps open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_recorder_records_every_queued_ack_then_ends_on_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let station = station(dir.path());
+        let source = station.events().clone();
+        station
+            .db()
+            .write(Durability::Full, move |tx| {
+                for _ in 0..5 {
+                    outbox::append(
+                        tx,
+                        &source,
+                        EventType::Held,
+                        &ParcelId::new(),
+                        "RT1",
+                        serde_json::Value::Null,
+                    )?;
+                }
+                Ok::<_, DbError>(())
+            })
+            .await
+            .unwrap();
+        let (ctx, acks) = Ctx::new(&station).unwrap();
+        for seq in [2, 1, 4] {
+            ctx.acks.send(seq).unwrap();
+        }
+        let (finish, finish_rx) = oneshot::channel();
+        finish.send(()).unwrap();
+        // `ctx` (and the recorder's clone of it) still hold senders: only
+        // `finish` can end the recorder.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            record_acks(ctx.clone(), acks, finish_rx),
+        )
+        .await
+        .expect("the recorder ends on finish");
+        assert_eq!(pending(&station), 2, "events 3 and 5 are still pending");
+        let still = station
+            .db()
+            .read_blocking(|c| {
+                outbox::list(c, outbox::Filter::Pending, 10)
+                    .map(|l| l.into_iter().map(|e| e.seq).collect::<Vec<_>>())
+            })
+            .unwrap();
+        assert_eq!(still, [3, 5]);
+        assert_eq!(ctx.state.snapshot().events_delivered, 3);
+    }
 
     #[test]
     fn bucket_lets_a_second_through_then_waits() {

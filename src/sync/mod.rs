@@ -108,6 +108,23 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The shared context and the receiving end of its acks. Must be
+    /// called inside the daemon's runtime.
+    fn new(station: &Station) -> Result<(Ctx, mpsc::UnboundedReceiver<i64>), SyncError> {
+        let reader = db::open_connection(station.db().path(), true)?;
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let ctx = Ctx {
+            station: station.clone(),
+            state: station.sync_state().clone(),
+            topics: Topics::new(&station.config().station.id),
+            acks,
+            reader: Arc::new(Mutex::new(reader)),
+            main: tokio::runtime::Handle::try_current()
+                .map_err(|e| SyncError::Runtime(e.to_string()))?,
+        };
+        Ok((ctx, acks_rx))
+    }
+
     async fn read<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
@@ -197,28 +214,25 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         // Fail at start, naming the file, rather than in a retry loop.
         tls::client_config(&m.tls_files)?;
     }
-    let reader = db::open_connection(station.db().path(), true)?;
-    let (acks, acks_rx) = mpsc::unbounded_channel();
-    let ctx = Ctx {
-        station: station.clone(),
-        state: station.sync_state().clone(),
-        topics: Topics::new(&station.config().station.id),
-        acks,
-        reader: Arc::new(Mutex::new(reader)),
-        main: tokio::runtime::Handle::try_current()
-            .map_err(|e| SyncError::Runtime(e.to_string()))?,
-    };
+    let (ctx, acks_rx) = Ctx::new(station)?;
     let timeout = Duration::from_secs(cfg.timeout_s);
     let platform = cfg
         .https
         .as_ref()
         .map(|h| Platform::new(h, &station.config().station.id, timeout))
         .transpose()?;
-    let mut tasks: Vec<Task> = vec![Box::pin(drain::record_acks(ctx.clone(), acks_rx))];
+    // The ack recorder outlives the other tasks: it ends only once they
+    // have (so no PUBACK that arrived is left unrecorded), on `finish`.
+    let (finish, finish_rx) = tokio::sync::oneshot::channel();
+    let recorder = drain::record_acks(ctx.clone(), acks_rx, finish_rx);
+    let mut tasks: Vec<(&'static str, Task)> = Vec::new();
     if let Some(m) = cfg.mqtt.clone() {
         // Presence and commands use MQTT whatever carries the events.
         let events = cfg.events_via != EventsVia::Https;
-        tasks.push(Box::pin(mqtt::run(ctx.clone(), m, events, stop_rx.clone())));
+        tasks.push((
+            "mqtt",
+            Box::pin(mqtt::run(ctx.clone(), m, events, stop_rx.clone())),
+        ));
     }
     if let Some(platform) = platform {
         let via = if cfg.mqtt.is_none() {
@@ -227,19 +241,24 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
             cfg.events_via
         };
         if via != EventsVia::Mqtt {
-            tasks.push(Box::pin(events_over_https(
-                ctx.clone(),
-                platform.clone(),
-                via,
-                stop_rx.clone(),
-            )));
+            tasks.push((
+                "events over https",
+                Box::pin(events_over_https(
+                    ctx.clone(),
+                    platform.clone(),
+                    via,
+                    stop_rx.clone(),
+                )),
+            ));
         }
-        tasks.push(Box::pin(photos(
-            ctx.clone(),
-            platform.clone(),
-            stop_rx.clone(),
-        )));
-        tasks.push(Box::pin(manifest(ctx, platform, stop_rx.clone())));
+        tasks.push((
+            "photos",
+            Box::pin(photos(ctx.clone(), platform.clone(), stop_rx.clone())),
+        ));
+        tasks.push((
+            "manifest",
+            Box::pin(manifest(ctx, platform, stop_rx.clone())),
+        ));
     } else {
         tracing::warn!("sync.https.base_url is not set: photos will not upload and the manifest will not be pulled");
     }
@@ -269,12 +288,28 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
                 }
             };
             rt.block_on(async move {
-                let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-                // The ack recorder ends with its channel; the rest on stop.
+                let recorder = tokio::spawn(recorder);
+                let handles: Vec<_> = tasks
+                    .into_iter()
+                    .map(|(name, task)| (name, tokio::spawn(task)))
+                    .collect();
                 stopped(&mut stop_all).await;
-                for h in handles {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+                let started = std::time::Instant::now();
+                for (name, h) in handles {
+                    if tokio::time::timeout(TASK_STOP, h).await.is_err() {
+                        tracing::warn!(task = name, "a sync task did not stop in time; abandoned");
+                    }
                 }
+                // Every task that could report a PUBACK has ended: record
+                // what they reported, then end.
+                let _ = finish.send(());
+                if tokio::time::timeout(TASK_STOP, recorder).await.is_err() {
+                    tracing::warn!(task = "acks", "a sync task did not stop in time; abandoned");
+                }
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "sync stopped"
+                );
             });
             let _ = done_tx.send(());
         })
@@ -284,6 +319,10 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         done: Some(done),
     })
 }
+
+/// How long stopping waits for each sync task before abandoning it (one
+/// stuck in a network call, say; everything it did is in the outbox).
+const TASK_STOP: Duration = Duration::from_secs(5);
 
 /// Resolves once `stop` is set.
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
