@@ -27,7 +27,7 @@ use yizhan::station::Station;
 
 const WINDOW: u16 = 64;
 
-/// One round's rates, per second.
+/// One round's rates, per second, and CPU costs, in µs per event.
 struct Row {
     /// Bare rumqttc, mean of the runs before and after the drain.
     baseline: f64,
@@ -37,6 +37,11 @@ struct Row {
     during: f64,
     /// Check-ins on the idle station after the drain (for comparison).
     idle_after: f64,
+    /// The bare loop's process (its only work) and the broker, while the
+    /// baseline runs.
+    baseline_cpu: (f64, f64),
+    /// The station's sync threads and the broker, during the drain.
+    drain_cpu: (f64, f64),
 }
 
 fn main() {
@@ -63,8 +68,11 @@ fn main() {
         let dir = tempfile::tempdir_in(&base).expect("bench dir");
         let station = open_station(dir.path(), broker.port);
         let payloads = populate(&station, events);
+        let cpu = Cpu::now(&broker);
         let before = rt.block_on(bare_rumqttc(broker.port, &payloads));
+        let baseline_cpu = cpu.per_event(&broker, events, |_| true);
         let idle_before = checkin_rate(&rt, &station, round * 3, checkins);
+        let cpu = Cpu::now(&broker);
         let start = Instant::now();
         let sync = {
             let _guard = rt.enter();
@@ -79,6 +87,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let drain = total as f64 / start.elapsed().as_secs_f64();
+        let drain_cpu = cpu.per_event(&broker, total, |t| t.starts_with("yizhan-sync"));
         rt.block_on(sync.stop());
         let after = rt.block_on(bare_rumqttc(broker.port, &payloads));
         // The baseline drifts by tens of per cent within a minute on this
@@ -95,12 +104,18 @@ fn main() {
             100.0 * drain / baseline,
             100.0 * during / idle_before
         );
+        println!(
+            "  CPU per event: bare loop {:.1} µs + broker {:.1} µs (baseline before the drain); sync threads {:.1} µs + broker {:.1} µs (drain)",
+            baseline_cpu.0, baseline_cpu.1, drain_cpu.0, drain_cpu.1
+        );
         rows.push(Row {
             baseline,
             drain,
             idle: idle_before,
             during,
             idle_after,
+            baseline_cpu,
+            drain_cpu,
         });
     }
     let med = |f: &dyn Fn(&Row) -> f64| {
@@ -126,6 +141,16 @@ fn main() {
         "| check-in commits during the drain | {:.0}/s ({:.0} % of idle, per-round ratio) |",
         med(&|r| r.during),
         100.0 * med(&|r| r.during / r.idle)
+    );
+    println!(
+        "| CPU per event, bare loop / station's sync threads | {:.1} / {:.1} µs |",
+        med(&|r| r.baseline_cpu.0),
+        med(&|r| r.drain_cpu.0)
+    );
+    println!(
+        "| CPU per event, broker during the baseline / the drain | {:.1} / {:.1} µs |",
+        med(&|r| r.baseline_cpu.1),
+        med(&|r| r.drain_cpu.1)
     );
     println!(
         "| check-in commits after the drain (WAL already allocated; for comparison) | {:.0}/s (during the drain: {:.0} % of it) |",
@@ -264,6 +289,66 @@ fn checkin_rate(rt: &tokio::runtime::Runtime, station: &Station, series: usize, 
         rt.block_on(station.accept(&id, input)).expect("accept");
     }
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// CPU time (user + system) used so far by this process's threads, by
+/// name, and by the broker; read from `/proc` (Linux).
+struct Cpu {
+    threads: Vec<(String, f64)>,
+    broker: f64,
+}
+
+impl Cpu {
+    fn now(broker: &Mosquitto) -> Cpu {
+        Cpu {
+            threads: threads_cpu(std::process::id()),
+            broker: threads_cpu(broker.child.id()).iter().map(|t| t.1).sum(),
+        }
+    }
+
+    /// µs per event since `self`: of this process's threads whose name
+    /// `counts`, and of the broker.
+    fn per_event(
+        &self,
+        broker: &Mosquitto,
+        events: usize,
+        counts: impl Fn(&str) -> bool,
+    ) -> (f64, f64) {
+        let sum = |threads: &[(String, f64)]| -> f64 {
+            threads.iter().filter(|t| counts(&t.0)).map(|t| t.1).sum()
+        };
+        let now = Cpu::now(broker);
+        let per = |secs: f64| secs * 1e6 / events as f64;
+        (
+            per(sum(&now.threads) - sum(&self.threads)),
+            per(now.broker - self.broker),
+        )
+    }
+}
+
+/// (thread name, CPU seconds) of every live thread of `pid`. A thread that
+/// ended in between takes its time with it; the threads measured here live
+/// through each measure.
+fn threads_cpu(pid: u32) -> Vec<(String, f64)> {
+    // SAFETY: sysconf only reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // pid (comm) state ... utime stime: fields 14 and 15; comm may
+            // hold spaces and parentheses, so split after its last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((name, (utime + stime) / tick))
+        })
+        .collect()
 }
 
 struct Mosquitto {
