@@ -415,10 +415,15 @@ fn commands_apply_once_and_bad_ones_are_skipped() {
     wait_until("MQTT connected", LONG, || {
         (sync_view(&st)["mqtt_connected"] == true).then_some(())
     });
-    // The manifest was pulled at start.
+    // The manifest was pulled at start: every page of it (a pull asks
+    // again until a page brings nothing new, so counting GETs before it
+    // ends would let the last one pass for the refresh below).
     wait_until("manifest pulled", LONG, || {
-        (st.scan("RT-PULLED-1", "clerk")["decision"] == "accept").then_some(())
+        sync_view(&st)["manifest_last_pull_at"]
+            .is_string()
+            .then_some(())
     });
+    assert_eq!(st.scan("RT-PULLED-1", "clerk")["decision"], "accept");
     let gets_before = platform.state.manifest_gets.load(Ordering::SeqCst);
 
     // Unknown before the command, known after it.
