@@ -34,18 +34,20 @@ static void pause_after_flush(void) {
     }
 }
 
-int fsync(int fd) {
-    static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    int r = real(fd);
+/* Calls the real `name` (looked up once into *real), then pauses. */
+static int flush_then_pause(int (**real)(int), const char *name, int fd) {
+    if (!*real) *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    int r = (*real)(fd);
     pause_after_flush();
     return r;
 }
 
+int fsync(int fd) {
+    static int (*real)(int);
+    return flush_then_pause(&real, "fsync", fd);
+}
+
 int fdatasync(int fd) {
     static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    int r = real(fd);
-    pause_after_flush();
-    return r;
+    return flush_then_pause(&real, "fdatasync", fd);
 }
