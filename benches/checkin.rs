@@ -235,10 +235,11 @@ impl BareLoop {
 
 /// What an accept must write, as bare SQL on the station's pragmas and
 /// with its tables' shape: the parcel's row and the three indexes its
-/// state and waybill change (custody per return, per waybill, by state), the `seq` counter, the event row with its unique id,
-/// the event body and the delivery queue. Runs on its own warm file, like
-/// the baseline, against 100 000 drafts: the floor the station's accept
-/// cannot go below without writing less.
+/// state and waybill change (custody per return, per waybill, by state),
+/// the `seq` counter, the event row with its unique id, the event body and
+/// the delivery queue. Runs on its own warm file, like the baseline,
+/// against 100 000 drafts: the most the station's accept can reach without
+/// writing less (the "floor" of what it writes).
 struct AcceptShaped {
     conn: rusqlite::Connection,
     drafts: Vec<String>,

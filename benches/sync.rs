@@ -328,27 +328,37 @@ impl Cpu {
 
 /// (thread name, CPU seconds) of every live thread of `pid`. A thread that
 /// ended in between takes its time with it; the threads measured here live
-/// through each measure.
+/// through each measure. Needs Linux's `/proc`: without it the benchmark
+/// stops rather than print CPU figures of zero.
 fn threads_cpu(pid: u32) -> Vec<(String, f64)> {
     // SAFETY: sysconf only reads a constant.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir} for CPU times (Linux /proc): {e}"));
     tasks
         .flatten()
         .filter_map(|t| {
+            // Only a thread that has just ended has no stat to read.
             let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            // pid (comm) state ... utime stime: fields 14 and 15; comm may
-            // hold spaces and parentheses, so split after its last ')'.
-            let (head, rest) = stat.rsplit_once(')')?;
-            let name = head.split_once('(')?.1.to_owned();
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((name, (utime + stime) / tick))
+            Some(thread_cpu(&stat, tick))
         })
         .collect()
+}
+
+/// A `/proc/…/stat` line: (comm, utime + stime in seconds).
+fn thread_cpu(stat: &str, tick: f64) -> (String, f64) {
+    // pid (comm) state ... utime stime: fields 14 and 15; comm may hold
+    // spaces and parentheses, so split after its last ')'.
+    let parsed = (|| {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((name, (utime + stime) / tick))
+    })();
+    parsed.unwrap_or_else(|| panic!("unexpected /proc stat line: {stat:?}"))
 }
 
 struct Mosquitto {

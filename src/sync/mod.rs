@@ -296,16 +296,12 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
                 stopped(&mut stop_all).await;
                 let started = std::time::Instant::now();
                 for (name, h) in handles {
-                    if tokio::time::timeout(TASK_STOP, h).await.is_err() {
-                        tracing::warn!(task = name, "a sync task did not stop in time; abandoned");
-                    }
+                    join_or_abandon(name, h).await;
                 }
                 // Every task that could report a PUBACK has ended: record
                 // what they reported, then end.
                 let _ = finish.send(());
-                if tokio::time::timeout(TASK_STOP, recorder).await.is_err() {
-                    tracing::warn!(task = "acks", "a sync task did not stop in time; abandoned");
-                }
+                join_or_abandon("acks", recorder).await;
                 tracing::info!(
                     took_ms = started.elapsed().as_millis() as u64,
                     "sync stopped"
@@ -323,6 +319,14 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
 /// How long stopping waits for each sync task before abandoning it (one
 /// stuck in a network call, say; everything it did is in the outbox).
 const TASK_STOP: Duration = Duration::from_secs(5);
+
+/// Waits up to [`TASK_STOP`] for a stopping task to end; logs it by name if
+/// it has to be left behind.
+async fn join_or_abandon(name: &'static str, task: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(TASK_STOP, task).await.is_err() {
+        tracing::warn!(task = name, "a sync task did not stop in time; abandoned");
+    }
+}
 
 /// Resolves once `stop` is set.
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
