@@ -4,7 +4,9 @@
 //! 1. Durable check-in commits per second through the HTTP API (the
 //!    `accept` that puts a parcel in custody: one fsync'd transaction with
 //!    its outbox event), against a bare rusqlite loop of one-row
-//!    transactions on a connection with the station's own pragmas.
+//!    transactions on a connection with the station's own pragmas. Beside
+//!    them: the WAL frames each commit writes, and what the disk alone
+//!    takes to append and flush that many (no SQLite), paired the same way.
 //! 2. Scan-decision latency (p50/p99) with 100 000 parcels and 100 000
 //!    manifest entries in the database, through the API and in-process,
 //!    against the two bare indexed lookups a decision needs.
@@ -81,6 +83,14 @@ fn commit_rate(dir: &std::path::Path, sizes: &Sizes) {
     let server = Server::start(&dir.join("commit-station"));
     let n = sizes.commits;
     let mut bare = BareLoop::open(&dir.join("bare.db"), n);
+    let mut shape = AcceptShaped::open(&dir.join("accept-shaped.db"), n, sizes.rounds);
+    // The pages each commit appends to the WAL, and what the disk alone
+    // takes to flush that many (see `DiskOnly`).
+    let base_frames = bare.frames_per_commit();
+    let shape_frames = shape.frames_per_commit();
+    let station_frames = station_frames_per_accept(&server);
+    let mut disk = DiskOnly::create(&dir.join("disk-only.bin"));
+    let mut disk_pairs = Vec::new();
     let mut cold_runs = 0;
     let mut cold = Vec::new();
     let mut paired = |measure: &mut dyn FnMut() -> f64| -> Pair {
@@ -94,7 +104,6 @@ fn commit_rate(dir: &std::path::Path, sizes: &Sizes) {
             rate: measure(),
         }
     };
-    let mut shape = AcceptShaped::open(&dir.join("accept-shaped.db"), n, sizes.rounds);
     let mut api = Vec::new();
     let mut conc = Vec::new();
     let mut inproc = Vec::new();
@@ -108,9 +117,13 @@ fn commit_rate(dir: &std::path::Path, sizes: &Sizes) {
         inproc.push(paired(&mut || inproc_accept_rate(&server, round, n)));
         full.push(paired(&mut || api_full_checkin_rate(&server, round, n)));
         shaped.push(paired(&mut || shape.rate(n)));
+        disk_pairs.push(Pair {
+            base: disk.rate(base_frames, n),
+            rate: disk.rate(station_frames, n),
+        });
         println!(
-            "round {round}: api accept {}  {CLIENTS} clients {}  in-process {}  whole check-in {}  bare accept-shaped transaction {}",
-            api[round], conc[round], inproc[round], full[round], shaped[round]
+            "round {round}: api accept {}  {CLIENTS} clients {}  in-process {}  whole check-in {}  bare accept-shaped transaction {}  disk only {}",
+            api[round], conc[round], inproc[round], full[round], shaped[round], disk_pairs[round]
         );
     }
     let bases: Vec<f64> = [&api, &conc, &inproc, &full, &shaped]
@@ -156,6 +169,126 @@ fn commit_rate(dir: &std::path::Path, sizes: &Sizes) {
             median(pairs.iter().map(|p| p.rate).collect()),
             median(pairs.iter().map(|p| 100.0 * p.rate / p.base).collect()),
         );
+    }
+    println!(
+        "\nWAL frames per commit: baseline {base_frames}, bare accept-shaped transaction \
+         {shape_frames}, `Station::accept` {station_frames}. The disk alone (no SQLite: that many frames appended to a file, \
+         then fdatasync), paired the same way:"
+    );
+    println!(
+        "| disk only | flushes/s (median) | % of the baseline's {base_frames} frames (median) |"
+    );
+    println!("|---|---|---|");
+    println!(
+        "| {base_frames} frames per flush (the baseline's) | {:.0} | 100 % |",
+        median(disk_pairs.iter().map(|p| p.base).collect())
+    );
+    println!(
+        "| {station_frames} frames per flush (`Station::accept`'s) | {:.0} | {:.0} % |",
+        median(disk_pairs.iter().map(|p| p.rate).collect()),
+        median(disk_pairs.iter().map(|p| 100.0 * p.rate / p.base).collect()),
+    );
+}
+
+/// WAL frames (pages) one commit appends: `commits` commits run right
+/// after a complete checkpoint, so the log restarts at the top with the
+/// first of them, then a checkpoint reports how many frames the log holds.
+/// `commits` stays under the 1 000-frame auto-checkpoint.
+fn wal_frames_per_commit(conn: &rusqlite::Connection, commits: usize) -> usize {
+    let log: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .expect("checkpoint");
+    (log as f64 / commits as f64).round() as usize
+}
+
+/// WAL frames one in-process accept appends (as `wal_frames_per_commit`):
+/// a complete checkpoint from a connection of our own first, so the log
+/// restarts with the first accept. The station's checkpoint thread may
+/// hold the checkpoint lock for a moment: retried until one completes.
+fn station_frames_per_accept(server: &Server) -> usize {
+    let conn = db::open_connection(&server.db_path, false).expect("station db");
+    let ids = server.drafts_with_photo("W", 0, FRAME_COUNT_COMMITS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("checkpoint");
+        if busy == 0 && log == done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no complete checkpoint in 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let input: yizhan::checkin::AcceptInput =
+            serde_json::from_value(json!({"waybill_no": waybill(9, 0, i)})).expect("input");
+        let id = yizhan::parcel::ParcelId::parse(id).expect("id");
+        server
+            .rt
+            .block_on(server.station.accept(&id, input))
+            .expect("accept");
+    }
+    wal_frames_per_commit(&conn, FRAME_COUNT_COMMITS)
+}
+
+/// Commits per frame count (`wal_frames_per_commit`).
+const FRAME_COUNT_COMMITS: usize = 50;
+
+/// The disk without SQLite: what it takes to append `frames` WAL frames
+/// to an allocated file and `fdatasync` it, as a WAL commit with
+/// `synchronous=FULL` does: each frame is a 24-byte header and a 4 096-byte
+/// page, written as two `pwrite`s, after the file's 32-byte header. How much
+/// longer an accept's frames take to flush than the baseline's bounds how
+/// close an accept can come to the baseline on this disk, whatever its CPU.
+struct DiskOnly {
+    file: std::fs::File,
+    at: u64,
+}
+
+const WAL_HEADER: u64 = 32;
+const FRAME_HEADER: usize = 24;
+const PAGE: usize = 4096;
+const WAL_FRAME: usize = FRAME_HEADER + PAGE;
+const DISK_ONLY_LEN: u64 = 4 << 20;
+
+impl DiskOnly {
+    fn create(path: &std::path::Path) -> DiskOnly {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(path).expect("disk-only file");
+        // Allocated like the station's WAL: written once, flushed.
+        let chunk = vec![0u8; 1 << 20];
+        for i in 0..DISK_ONLY_LEN / chunk.len() as u64 {
+            file.write_all_at(&chunk, i * chunk.len() as u64)
+                .expect("allocate");
+        }
+        file.sync_all().expect("sync");
+        DiskOnly {
+            file,
+            at: WAL_HEADER,
+        }
+    }
+
+    fn rate(&mut self, frames: usize, n: usize) -> f64 {
+        use std::os::unix::fs::FileExt;
+        let header = [0x5au8; FRAME_HEADER];
+        let page = [0xa5u8; PAGE];
+        let start = Instant::now();
+        for _ in 0..n {
+            if self.at + (frames * WAL_FRAME) as u64 > DISK_ONLY_LEN {
+                self.at = WAL_HEADER;
+            }
+            for _ in 0..frames {
+                self.file.write_all_at(&header, self.at).expect("write");
+                self.file
+                    .write_all_at(&page, self.at + FRAME_HEADER as u64)
+                    .expect("write");
+                self.at += WAL_FRAME as u64;
+            }
+            self.file.sync_data().expect("fdatasync");
+        }
+        n as f64 / start.elapsed().as_secs_f64()
     }
 }
 
@@ -212,6 +345,11 @@ impl BareLoop {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .expect("checkpoint");
         self.rate(n)
+    }
+
+    fn frames_per_commit(&mut self) -> usize {
+        self.warm_rate(FRAME_COUNT_COMMITS);
+        wal_frames_per_commit(&self.conn, FRAME_COUNT_COMMITS)
     }
 
     fn rate(&mut self, n: usize) -> f64 {
@@ -285,7 +423,10 @@ impl AcceptShaped {
         tx.commit().expect("commit");
         // Spread over the table, as a counter's parcels are.
         drafts.sort_by_key(|id| id.bytes().rev().collect::<Vec<_>>());
-        assert!(drafts.len() >= n * (rounds + 1), "enough drafts");
+        assert!(
+            drafts.len() >= n * (rounds + 1) + FRAME_COUNT_COMMITS,
+            "enough drafts"
+        );
         let mut shaped = AcceptShaped {
             conn,
             drafts,
@@ -293,6 +434,11 @@ impl AcceptShaped {
         };
         shaped.rate(n); // allocate the WAL, as the station's is
         shaped
+    }
+
+    fn frames_per_commit(&mut self) -> usize {
+        self.rate(FRAME_COUNT_COMMITS);
+        wal_frames_per_commit(&self.conn, FRAME_COUNT_COMMITS)
     }
 
     fn rate(&mut self, n: usize) -> f64 {
@@ -525,6 +671,8 @@ fn bare_lookup(conn: &rusqlite::Connection, rn: &str) {
 struct Server {
     rt: tokio::runtime::Runtime,
     station: Station,
+    /// The station's database file.
+    db_path: std::path::PathBuf,
     base: String,
     client: Client,
     /// The bench clerk's session token.
@@ -584,6 +732,7 @@ impl Server {
         Server {
             rt,
             station,
+            db_path: data_dir.join("yizhan.db"),
             base,
             client,
             token,
