@@ -80,12 +80,33 @@ pub enum DbError {
     Backup(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("commit failed: {0}")]
-    Commit(String),
+    /// The shared commit of a group failed; `code` is SQLite's, so that a
+    /// full disk or a busy database reads the same as in a statement.
+    #[error("commit failed: {message}")]
+    Commit {
+        code: Option<rusqlite::ErrorCode>,
+        message: String,
+    },
     #[error("database task failed: {0}")]
     Task(String),
     #[error("the WAL could not be emptied within {waited:?}: another connection (a reader or a checkpoint) kept it busy")]
     CheckpointBusy { waited: Duration },
+}
+
+impl DbError {
+    /// SQLite's primary error code, when SQLite reported this error.
+    pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            DbError::Sqlite(e) | DbError::Open { source: e, .. } => e.sqlite_error_code(),
+            DbError::Migration { source: e, .. } => e.sqlite_error_code(),
+            DbError::Commit { code, .. } => *code,
+            DbError::SqliteTooOld { .. }
+            | DbError::SchemaTooNew { .. }
+            | DbError::Backup(_)
+            | DbError::Task(_)
+            | DbError::CheckpointBusy { .. } => None,
+        }
+    }
 }
 
 /// Whether a write transaction must be on disk before it returns.
@@ -194,7 +215,10 @@ impl Db {
                 Ok(value) => Some(Box::new(move |commit: Result<(), &DbError>| {
                     let result = match commit {
                         Ok(()) => Ok(value),
-                        Err(e) => Err(E::from(DbError::Commit(e.to_string()))),
+                        Err(e) => Err(E::from(DbError::Commit {
+                            code: e.sqlite_code(),
+                            message: e.to_string(),
+                        })),
                     };
                     let _ = reply.send(result);
                 })),
@@ -486,6 +510,48 @@ mod tests {
                 .map_err(DbError::from)
         }))
         .unwrap();
+    }
+
+    /// A commit that fails keeps SQLite's error code (so that a full disk
+    /// reads as one), leaves nothing behind, and the writer goes on. The
+    /// failure is a deferred foreign key, which SQLite checks at COMMIT.
+    #[test]
+    fn a_failed_commit_keeps_sqlites_error_code() {
+        let (_dir, db) = db_with_table("n INTEGER PRIMARY KEY");
+        db.write_blocking(Durability::Full, |tx| {
+            tx.execute_batch(
+                "CREATE TABLE child (parent INTEGER REFERENCES t (n) DEFERRABLE INITIALLY DEFERRED)",
+            )
+            .map_err(DbError::from)
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(db.write(Durability::Full, |tx| -> Result<(), DbError> {
+                tx.execute("INSERT INTO child (parent) VALUES (1)", [])?;
+                Ok(())
+            }))
+            .unwrap_err();
+        assert!(matches!(err, DbError::Commit { .. }), "{err:?}");
+        assert_eq!(
+            err.sqlite_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
+        rt.block_on(db.write(Durability::Full, |tx| {
+            tx.execute("INSERT INTO t (n) VALUES (1)", [])
+                .map_err(DbError::from)
+        }))
+        .unwrap();
+        assert_eq!(stored(&db), vec![1]);
+        let children: i64 = db
+            .read_blocking(|c| {
+                c.query_row("SELECT count(*) FROM child", [], |r| r.get(0))
+                    .map_err(DbError::from)
+            })
+            .unwrap();
+        assert_eq!(children, 0, "the failed commit left nothing");
     }
 
     /// One write at a time runs without a savepoint; one that fails or

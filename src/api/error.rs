@@ -77,6 +77,13 @@ impl From<CheckinError> for ApiError {
             E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::Photo(p) => photo_status(p),
+            E::Db(d) if d.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                return ApiError::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "disk_full",
+                    format!("the station's disk is full: nothing was saved; free space and try again ({d})"),
+                );
+            }
             E::Db(d) => db_status(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -98,11 +105,77 @@ fn photo_status(e: &PhotoError) -> (StatusCode, &'static str) {
 }
 
 fn db_status(e: &DbError) -> (StatusCode, &'static str) {
-    let busy = matches!(e, DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
-    if busy {
-        (StatusCode::SERVICE_UNAVAILABLE, "busy")
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "database_error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, Durability};
+
+    /// A write SQLite refuses because the disk is full answers 507 with
+    /// words a clerk can act on, not a 500. The full disk is SQLite's own
+    /// `SQLITE_FULL`, from a real file the writer may not grow.
+    #[test]
+    fn a_full_disk_answers_507_disk_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| {
+            tx.execute_batch("CREATE TABLE t (b BLOB)")
+                .map_err(DbError::from)
+        })
+        .unwrap();
+        db.with_writer_blocking(|c| -> Result<(), DbError> {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(
+                db.write(Durability::Full, |tx| -> Result<(), CheckinError> {
+                    tx.execute("INSERT INTO t (b) VALUES (zeroblob(100000))", [])?;
+                    Ok(())
+                }),
+            )
+            .unwrap_err();
+        let api = ApiError::from(err);
+        assert_eq!(api.status, StatusCode::INSUFFICIENT_STORAGE, "{api:?}");
+        assert_eq!(api.code, "disk_full");
+        assert!(api.message.contains("disk is full"), "{}", api.message);
+    }
+
+    /// A failed group commit is judged by SQLite's code like a failed
+    /// statement: busy is a 503 to retry, anything else a 500.
+    #[test]
+    fn failed_commits_are_judged_by_their_sqlite_code() {
+        let commit = |code| {
+            ApiError::from(CheckinError::Db(DbError::Commit {
+                code,
+                message: "m".into(),
+            }))
+        };
+        let full = commit(Some(rusqlite::ErrorCode::DiskFull));
+        assert_eq!(
+            (full.status, full.code),
+            (StatusCode::INSUFFICIENT_STORAGE, "disk_full")
+        );
+        let busy = commit(Some(rusqlite::ErrorCode::DatabaseBusy));
+        assert_eq!(
+            (busy.status, busy.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+        );
+        let other = commit(None);
+        assert_eq!(
+            (other.status, other.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "database_error")
+        );
     }
 }
