@@ -77,14 +77,7 @@ impl From<CheckinError> for ApiError {
             E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::Photo(p) => photo_status(p),
-            E::Db(d) if d.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull) => {
-                return ApiError::new(
-                    S::INSUFFICIENT_STORAGE,
-                    "disk_full",
-                    format!("the station's disk is full: nothing was saved; free space and try again ({d})"),
-                );
-            }
-            E::Db(d) => db_status(d),
+            E::Db(d) => return db_error(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)
@@ -104,11 +97,24 @@ fn photo_status(e: &PhotoError) -> (StatusCode, &'static str) {
     }
 }
 
-fn db_status(e: &DbError) -> (StatusCode, &'static str) {
+fn db_error(e: &DbError) -> ApiError {
     use rusqlite::ErrorCode as C;
     match e.sqlite_code() {
-        Some(C::DatabaseBusy | C::DatabaseLocked) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "database_error"),
+        Some(C::DatabaseBusy | C::DatabaseLocked) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+        }
+        Some(C::DiskFull) => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk_full",
+            format!(
+                "the station's disk is full: nothing was saved; free space and try again ({e})"
+            ),
+        ),
+        _ => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "database_error",
+            e.to_string(),
+        ),
     }
 }
 
