@@ -246,8 +246,19 @@ impl Drop for Subscriber {
 
 /// Publishes one message at QoS 1 (the platform sending a command).
 pub fn publish(port: u16, topic: &str, payload: &[u8]) {
+    mosquitto_pub(port, topic, payload, false);
+}
+
+/// Publishes one retained message at QoS 1 (what the broker does with a
+/// last will).
+pub fn publish_retained(port: u16, topic: &str, payload: &[u8]) {
+    mosquitto_pub(port, topic, payload, true);
+}
+
+fn mosquitto_pub(port: u16, topic: &str, payload: &[u8], retain: bool) {
     let status = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(if retain { &["-r"][..] } else { &[][..] })
         .args(["-t", topic, "-s"])
         .stdin(Stdio::piped())
         .spawn()

@@ -12,5 +12,6 @@ mod counter;
 mod durability;
 mod lifecycle;
 mod platform;
+mod presence;
 mod sync;
 mod tls;

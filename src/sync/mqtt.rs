@@ -10,6 +10,13 @@
 //! PUBACKs are matched to outbox rows by packet id: the event loop reports
 //! `Outgoing::Publish(pkid)` for requests in the order they were made, so a
 //! FIFO of what we asked to publish names the `seq` behind each pkid.
+//!
+//! # Presence
+//! The retained status says `online:true` while a session is up, whatever
+//! the order in which the broker publishes an earlier connection's last
+//! will: the session subscribes to its own status topic and answers an
+//! `online:false` there with its status, and publishes it once more
+//! [`STATUS_AGAIN_AFTER`] after connecting (docs/PROTOCOL.md §2.2).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -31,6 +38,13 @@ use crate::config::MqttConfig;
 /// How often an idle session looks at the outbox again even without a
 /// signal (an operator's retry from the CLI, say).
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
+
+/// After every (re)connect the presence is published once more this much
+/// later: a last will of the previous connection that the broker published
+/// after our first `online:true` (a takeover, a restart racing the broker's
+/// detection of the dead socket) is overwritten within seconds even if the
+/// broker refuses our subscription to the status topic.
+const STATUS_AGAIN_AFTER: Duration = Duration::from_secs(3);
 
 /// The topics of one station.
 #[derive(Debug, Clone)]
@@ -156,6 +170,7 @@ async fn session(
         inflight: HashMap::new(),
         connected: false,
         send_events,
+        status_again: None,
     }
     .serve(&mut events, stop)
     .await;
@@ -220,6 +235,9 @@ struct Session<'a> {
     connected: bool,
     /// Whether this session carries events (not with `events_via = https`).
     send_events: bool,
+    /// When to publish the presence once more after connecting
+    /// ([`STATUS_AGAIN_AFTER`]).
+    status_again: Option<Instant>,
 }
 
 impl Session<'_> {
@@ -328,6 +346,17 @@ impl Session<'_> {
                     }
                     more = true;
                 }
+                () = async {
+                    match self.status_again {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.connected && self.status_again.is_some() => {
+                    self.status_again = None;
+                    if let Err(e) = self.publish_status(true).await {
+                        return self.lost(e);
+                    }
+                }
                 _ = status_tick.tick(), if self.connected => {
                     if let Err(e) = self.publish_status(true).await {
                         return self.lost(e);
@@ -369,12 +398,15 @@ impl Session<'_> {
                     mark,
                     ctx.station.config().sync.max_bytes_per_s,
                 ));
-                if let Err(e) = self
-                    .client
-                    .try_subscribe(ctx.topics.commands.clone(), QoS::AtLeastOnce)
-                {
-                    return Some(Err(e.to_string()));
+                // Our own status topic too: a last will the broker publishes
+                // for an older connection of ours comes back to us, and is
+                // answered at once (see `own_status`).
+                for topic in [&ctx.topics.commands, &ctx.topics.status] {
+                    if let Err(e) = self.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                        return Some(Err(e.to_string()));
+                    }
                 }
+                self.status_again = Some(Instant::now() + STATUS_AGAIN_AFTER);
                 Some(self.publish_status(true).await)
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
@@ -389,6 +421,9 @@ impl Session<'_> {
                     let _ = ctx.acks.send(seq);
                 }
                 None
+            }
+            Event::Incoming(Packet::Publish(p)) if p.topic == ctx.topics.status => {
+                Some(self.own_status(p).await).filter(Result::is_err)
             }
             Event::Incoming(Packet::Publish(p)) => {
                 self.command(p).await;
@@ -432,6 +467,28 @@ impl Session<'_> {
         if let Err(e) = self.client.try_ack(&p) {
             tracing::warn!(error = %e, "could not acknowledge a command");
         }
+    }
+
+    /// A message on our own status topic. While this session is up the
+    /// station is online, so an `online:false` there is a last will of an
+    /// earlier connection (or a stale retained goodbye) and is corrected at
+    /// once; our own `online:true` coming back is ignored.
+    async fn own_status(&mut self, p: Publish) -> Result<(), String> {
+        if let Err(e) = self.client.try_ack(&p) {
+            tracing::warn!(error = %e, "could not acknowledge a status message");
+        }
+        let online = serde_json::from_slice::<serde_json::Value>(&p.payload)
+            .ok()
+            .and_then(|v| v.get("online").and_then(serde_json::Value::as_bool));
+        if online == Some(false) && self.connected {
+            tracing::info!(
+                retained = p.retain,
+                "an offline status for this station while connected (an earlier connection's last will); publishing online again"
+            );
+            self.ctx.state.update(|l| l.status_corrections += 1);
+            return self.publish_status(true).await;
+        }
+        Ok(())
     }
 
     fn publish(

@@ -22,6 +22,9 @@ pub struct Live {
     pub manifest_last_error: Option<String>,
     pub commands_applied: u64,
     pub commands_malformed: u64,
+    /// Times an `online:false` for this station (an earlier connection's
+    /// last will) was seen while connected and corrected.
+    pub status_corrections: u64,
 }
 
 /// Shared handle to the live state and the signals between sync tasks.
