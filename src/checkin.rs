@@ -20,6 +20,7 @@ pub use error::CheckinError;
 pub use input::AcceptInput;
 
 use crate::code::{self, Decision, Facts, Parsed, Reason, Source};
+use crate::config::AutoPrint;
 use crate::db::{self, Durability};
 use crate::manifest::{self, Item};
 use crate::metrics::Counted;
@@ -79,12 +80,30 @@ pub struct ReceiptView {
 }
 
 impl Station {
-    /// Parses and decides a scanned code; on acceptance opens a draft.
+    /// Parses and decides a scanned code; on acceptance opens a draft. The
+    /// screen hears of it on the stream (`scan`).
     pub async fn scan(&self, input: Vec<u8>, channel: Channel) -> Result<ScanAnswer, CheckinError> {
+        let answer = self.decide_scan(input, channel).await?;
+        self.notify(Notice::Scan {
+            decision: answer.decision,
+            reason: answer.reason,
+            parcel_id: answer.parcel_id.clone(),
+            channel,
+        });
+        Ok(answer)
+    }
+
+    /// [`Station::scan`] without telling the screen (device scans announce
+    /// themselves once their answer is kept, see `hardware`).
+    pub(crate) async fn decide_scan(
+        &self,
+        input: Vec<u8>,
+        channel: Channel,
+    ) -> Result<ScanAnswer, CheckinError> {
         let cfg = self.config();
         let parsed = match code::parse(&input, &cfg.codes.trusted_keys, &cfg.station.id) {
             Ok(p) => p,
-            Err(reason) => return Ok(self.rejected(reason, None, channel)),
+            Err(reason) => return Ok(self.rejected(reason, None)),
         };
         let rn = parsed.return_no().to_owned();
         let facts = self
@@ -100,7 +119,7 @@ impl Station {
         let info = return_info(&parsed, &facts);
         let (provisional, source) =
             match code::decide(&parsed, &facts, cfg.codes.offline_policy, now) {
-                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info), channel)),
+                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info))),
                 Decision::Accept {
                     provisional,
                     source,
@@ -126,12 +145,6 @@ impl Station {
         } else {
             "accept"
         };
-        self.notify(Notice::Scan {
-            decision,
-            reason: None,
-            parcel_id: Some(id.clone()),
-            channel,
-        });
         Ok(ScanAnswer {
             decision,
             reason: None,
@@ -141,14 +154,64 @@ impl Station {
         })
     }
 
-    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>, channel: Channel) -> ScanAnswer {
+    /// Finds the codes in a camera frame (JPEG or PNG) and decides the first
+    /// return code among them, as [`Station::scan`] would; returns the
+    /// answer and every code found. A frame with no return code in it is
+    /// [`CheckinError::NoCode`].
+    pub async fn scan_image(
+        &self,
+        bytes: Vec<u8>,
+        channel: Channel,
+    ) -> Result<(ScanAnswer, Vec<crate::decode::Found>), CheckinError> {
+        let limit = self.config().storage.max_photo_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(PhotoError::TooLarge {
+                size: bytes.len() as u64,
+                limit,
+            }
+            .into());
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            photo::decode_gray(&bytes).map(|g| crate::decode::find_codes(&g))
+        })
+        .await
+        .map_err(|e| CheckinError::Internal(format!("the decoding task failed: {e}")))??;
+        let mut chosen = None;
+        for f in &found {
+            if self.waybill_scanned(&f.text).await.is_none() {
+                chosen = Some(f.text.clone());
+                break;
+            }
+        }
+        let Some(code) = chosen else {
+            return Err(CheckinError::NoCode { found: found.len() });
+        };
+        let answer = self.scan(code.into_bytes(), channel).await?;
+        Ok((answer, found))
+    }
+
+    /// A courier waybill, if that is what a clerk's scanner read: a number
+    /// a carrier's pattern matches that is not a return in the manifest.
+    /// Returns it normalised, with its carrier.
+    pub(crate) async fn waybill_scanned(&self, code: &str) -> Option<(String, Option<String>)> {
+        let waybill = crate::carrier::normalise_waybill(code)?;
+        let carrier = self.config().carriers.detect(&waybill)?.code.clone();
+        let Some(rn) = code::normalise_return_no(code) else {
+            return Some((waybill, Some(carrier)));
+        };
+        let known = self
+            .db()
+            .read(move |c| manifest::get(c, &rn).map_err(CheckinError::from))
+            .await;
+        match known {
+            Ok(None) => Some((waybill, Some(carrier))),
+            // In the manifest (or unknown because the read failed): a return.
+            _ => None,
+        }
+    }
+
+    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>) -> ScanAnswer {
         self.metrics().scan(Err(reason));
-        self.notify(Notice::Scan {
-            decision: "reject",
-            reason: Some(reason),
-            parcel_id: None,
-            channel,
-        });
         let (zh, en) = reason.words();
         ScanAnswer {
             decision: "reject",
@@ -283,6 +346,7 @@ impl Station {
             event: EventType::Dropped,
             counted: Counted::Dropped,
             data: dropped_data,
+            print: AutoPrint::Drop,
         };
         self.take_into_custody(id, custody, |_, _, parcel| {
             if parcel.channel != Channel::SelfService {
@@ -305,6 +369,7 @@ impl Station {
             event: EventType::Accepted,
             counted: Counted::Accepted,
             data: accepted_data,
+            print: AutoPrint::Accept,
         };
         self.take_into_custody(id, custody, move |station, tx, parcel| {
             let expected = manifest::get(tx, &parcel.return_no)?
@@ -354,6 +419,10 @@ impl Station {
                     &p.return_no,
                     (custody.data)(&p),
                 )?;
+                // The receipt prints if and only if this commits.
+                if station.prints(custody.print) {
+                    crate::print::store::enqueue(tx, crate::print::JobKind::Receipt, id.as_str())?;
+                }
                 Ok::<_, CheckinError>(p)
             })
             .await?;
@@ -473,6 +542,16 @@ impl Station {
         })
     }
 
+    /// Whether `what` prints by itself (a printer is configured and its
+    /// `auto` list names it).
+    pub(crate) fn prints(&self, what: AutoPrint) -> bool {
+        self.config()
+            .hardware
+            .printer
+            .as_ref()
+            .is_some_and(|p| p.prints(what))
+    }
+
     fn require_photos(&self, p: &Parcel) -> Result<(), CheckinError> {
         let need = self.config().station.min_photos as usize;
         if p.photos.len() < need {
@@ -523,6 +602,8 @@ struct Custody {
     event: EventType,
     counted: Counted,
     data: fn(&Parcel) -> Value,
+    /// The receipt prints by itself when `hardware.printer.auto` says so.
+    print: AutoPrint,
 }
 
 fn dropped_data(p: &Parcel) -> Value {

@@ -10,6 +10,7 @@
 //! 3. [`Config::try_from`] checks values and collects **every** problem,
 //!    each naming the key, the value and what is expected.
 
+mod hardware;
 mod layer;
 mod raw;
 
@@ -20,6 +21,10 @@ use crate::carrier::Carriers;
 use crate::clock::ClockCheck;
 use crate::code::{OfflinePolicy, TrustedKeys};
 
+pub use hardware::{
+    AutoPrint, CameraConfig, HardwareConfig, PrinterConfig, PrinterLink, ScannerConfig,
+    ScannerKind, BAUD_RATES,
+};
 pub use layer::DEFAULT_TOML;
 
 /// A configuration that could not be used, with every problem found.
@@ -173,6 +178,7 @@ pub struct Config {
     pub carriers: Carriers,
     pub sync: SyncConfig,
     pub log: LogConfig,
+    pub hardware: HardwareConfig,
 }
 
 impl Config {

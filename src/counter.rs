@@ -559,6 +559,10 @@ fn hand_over_tx(
         "INSERT INTO handovers (id, courier, carrier, clerk_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, courier, carrier, clerk_id, now],
     )?;
+    // The courier's slip prints if and only if the handover commits.
+    if station.prints(crate::config::AutoPrint::Handover) {
+        crate::print::store::enqueue(tx, crate::print::JobKind::Handover, &id)?;
+    }
     let mut parcels = Vec::with_capacity(leaving.len());
     for (p, bag_id) in leaving {
         if parcels

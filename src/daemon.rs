@@ -9,7 +9,8 @@
 //! 4. On the first signal stop accepting connections and let requests in
 //!    flight finish (up to [`GRACE`]); a second signal, or the grace running
 //!    out, stops at once. Every acknowledged request has already committed.
-//! 5. Stop the timers and the sync tasks (MQTT says goodbye), checkpoint the WAL and close the database.
+//! 5. Stop the timers, the device tasks and the sync tasks (MQTT says
+//!    goodbye), checkpoint the WAL and close the database.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ pub async fn run_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
     let sync = crate::sync::start(&station).map_err(DaemonError::Sync)?;
+    let hardware = crate::hardware::start(&station);
     let watchdog = crate::systemd::watchdog_interval()
         .map(|every| tokio::spawn(watchdog(station.clone(), every, stop_rx.clone())));
     // The database is open and the API listens: ready.
@@ -123,6 +125,7 @@ pub async fn run_on(
         w.abort();
         let _ = w.await;
     }
+    hardware.stop().await;
     sync.stop().await;
     close(&station).await;
     served.map_err(DaemonError::Serve)

@@ -4,8 +4,10 @@
 //! state, outbox backlog, overdue parcels) are read from the database at
 //! scrape time, so they are true after a restart too.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::code::Reason;
 
@@ -20,6 +22,8 @@ pub struct Metrics {
     transitions: [AtomicU64; 7],
     http_client_errors: AtomicU64,
     http_server_errors: AtomicU64,
+    /// Scans read by each device.
+    device_scans: Mutex<BTreeMap<String, u64>>,
 }
 
 const REASONS: [Reason; 7] = [
@@ -70,6 +74,10 @@ pub struct Gauges {
     pub events_delivered: i64,
     pub photos_uploaded: i64,
     pub last_delivery_ts: i64,
+    /// Every device: name, kind, state.
+    pub devices: Vec<(String, &'static str, &'static str)>,
+    /// Print jobs waiting (None: no printer configured).
+    pub print_queued: Option<i64>,
 }
 
 impl Metrics {
@@ -95,6 +103,12 @@ impl Metrics {
             &self.photos_refused
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A device read a scan.
+    pub fn device_scan(&self, device: &str) {
+        let mut scans = self.device_scans.lock().unwrap_or_else(|e| e.into_inner());
+        *scans.entry(device.to_owned()).or_default() += 1;
     }
 
     pub fn http_status(&self, status: u16) {
@@ -252,7 +266,49 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {v}");
         }
+        self.render_devices(&mut out, g);
         out
+    }
+
+    fn render_devices(&self, out: &mut String, g: &Gauges) {
+        if g.devices.is_empty() {
+            return;
+        }
+        header(
+            out,
+            "yizhan_device_up",
+            "gauge",
+            "1 while a device (scanner, printer, camera) works; its state in the label.",
+        );
+        for (name, kind, state) in &g.devices {
+            let up = i64::from(*state == "ok");
+            let _ = writeln!(
+                out,
+                "yizhan_device_up{{device=\"{name}\",kind=\"{kind}\",state=\"{state}\"}} {up}"
+            );
+        }
+        let scans = self.device_scans.lock().unwrap_or_else(|e| e.into_inner());
+        header(
+            out,
+            "yizhan_device_scans_total",
+            "counter",
+            "Codes read by each scanner since start.",
+        );
+        for (name, kind, _) in &g.devices {
+            if *kind == "scanner" {
+                let n = scans.get(name).copied().unwrap_or(0);
+                let _ = writeln!(out, "yizhan_device_scans_total{{device=\"{name}\"}} {n}");
+            }
+        }
+        if let Some(n) = g.print_queued {
+            header(
+                out,
+                "yizhan_print_jobs_queued",
+                "gauge",
+                "Receipts and slips waiting for the printer.",
+            );
+            let _ = writeln!(out, "yizhan_print_jobs_queued {n}");
+        }
     }
 }
 

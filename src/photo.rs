@@ -121,6 +121,13 @@ pub fn process(bytes: &[u8], max_px: u32) -> Result<Processed, PhotoError> {
     })
 }
 
+/// Decodes `bytes` (JPEG or PNG, within the same limits as photos) to grey
+/// levels: a camera frame to look for codes in.
+pub fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, PhotoError> {
+    let format = sniff(bytes)?;
+    Ok(decode(bytes, format)?.into_luma8())
+}
+
 fn sniff(bytes: &[u8]) -> Result<ImageFormat, PhotoError> {
     match bytes {
         [] => Err(PhotoError::Empty),

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use crate::clerk::{Sessions, Throttle};
 use crate::config::Config;
 use crate::db::{self, Db, DbError, Durability};
+use crate::hardware::Devices;
 use crate::identity::{self, IdentityError};
 use crate::metrics::Metrics;
 use crate::outbox::EventSource;
@@ -68,6 +69,8 @@ struct Inner {
     operator_token: String,
     /// What the kiosk screen is told as it happens (`GET /api/v1/stream`).
     notices: broadcast::Sender<Notice>,
+    /// The kiosk's devices: their states, recent scans, the camera's frame.
+    devices: Devices,
 }
 
 /// Something the kiosk screen should hear about at once.
@@ -82,6 +85,24 @@ pub enum Notice {
         #[serde(skip_serializing_if = "Option::is_none")]
         parcel_id: Option<crate::parcel::ParcelId>,
         channel: crate::parcel::Channel,
+    },
+    /// A scanner read a code; the screen fetches the scan by id
+    /// (`GET /api/v1/scans/{scan_id}`) for what it needs.
+    DeviceScan {
+        scan_id: String,
+        device: String,
+        channel: crate::parcel::Channel,
+        code_type: crate::hardware::CodeType,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        decision: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<crate::code::Reason>,
+    },
+    /// A device's state changed (a scanner unplugged, the printer out of
+    /// paper…).
+    Device {
+        device: String,
+        state: crate::hardware::DeviceState,
     },
     /// The platform's commands put parcels on hold.
     Held { parcels: usize },
@@ -127,6 +148,7 @@ impl Station {
                 throttle: Throttle::default(),
                 operator_token,
                 notices: broadcast::channel(256).0,
+                devices: Devices::default(),
             }),
         };
         station.discard_stale_drafts_blocking()?;
@@ -166,6 +188,11 @@ impl Station {
     /// Follows [`Station::events_committed`].
     pub fn watch_events(&self) -> watch::Receiver<u64> {
         self.inner.committed.subscribe()
+    }
+
+    /// The kiosk's devices (SPEC §10).
+    pub fn devices(&self) -> &Devices {
+        &self.inner.devices
     }
 
     pub fn sessions(&self) -> &Sessions {

@@ -76,6 +76,7 @@ impl From<CheckinError> for ApiError {
             E::Refused { code, .. } => (S::CONFLICT, *code),
             E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
+            E::NoCode { .. } => (S::UNPROCESSABLE_ENTITY, "no_code"),
             E::Photo(p) => photo_status(p),
             E::Db(d) => return db_error(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

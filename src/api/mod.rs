@@ -8,6 +8,7 @@
 
 mod auth;
 mod counter;
+mod devices;
 mod error;
 mod extract;
 mod ops;
@@ -38,6 +39,10 @@ pub fn router(station: Station) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/scans", post(parcels::scan))
+        .route("/api/v1/scans/image", post(devices::scan_image))
+        .route("/api/v1/scans/{scan_id}", get(devices::device_scan))
+        .route("/api/v1/devices", get(devices::devices))
+        .route("/api/v1/parcels/{id}/receipt/print", post(devices::reprint))
         .route("/api/v1/parcels", get(parcels::list))
         .route("/api/v1/parcels/{id}", get(parcels::detail))
         .route("/api/v1/parcels/{id}/photos", post(parcels::add_photo))

@@ -29,7 +29,7 @@ pub async fn healthz(State(st): State<Station>) -> Response {
         Ok(()) => (StatusCode::OK, "ok".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let body = json!({
+    let mut body = json!({
         "status": if db.is_ok() { "ok" } else { "unavailable" },
         "version": env!("CARGO_PKG_VERSION"),
         "station_id": st.config().station.id,
@@ -37,12 +37,19 @@ pub async fn healthz(State(st): State<Station>) -> Response {
         "db": db_state,
         "sqlite": rusqlite::version(),
     });
+    // The kiosk's devices: a problem with one is a warning, not a failed
+    // liveness check (the station works without them).
+    let devices = st.devices().snapshot();
+    if !devices.is_empty() {
+        body["devices"] = json!(devices);
+    }
     (status, Json(body)).into_response()
 }
 
 /// Prometheus text format.
 pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
     let sla_h = i64::from(st.config().station.pickup_sla_h);
+    let printer = st.config().hardware.printer.is_some();
     let gauges = st
         .db()
         .read(move |c| -> Result<Gauges, CheckinError> {
@@ -68,6 +75,11 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
                 manifest_entries: manifest::summary(c)?.0,
                 pending_photos: photos.pending_photos,
                 dead_photos: photos.dead_photos,
+                print_queued: if printer {
+                    Some(crate::print::store::queued(c)?)
+                } else {
+                    None
+                },
                 ..Gauges::default()
             })
         })
@@ -82,6 +94,12 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
             .as_deref()
             .and_then(crate::clock::parse)
             .map_or(0, |t| t.timestamp()),
+        devices: st
+            .devices()
+            .snapshot()
+            .into_iter()
+            .map(|(name, d)| (name, d.kind, d.state.as_str()))
+            .collect(),
         ..gauges
     };
     let text = st.metrics().render(&gauges);

@@ -44,6 +44,9 @@ pub async fn scan(
 pub struct PhotoQuery {
     #[serde(default)]
     kind: Option<String>,
+    /// `camera`: no body; the kiosk camera's latest frame is the photo.
+    #[serde(default)]
+    source: Option<String>,
 }
 
 pub async fn add_photo(
@@ -63,10 +66,51 @@ pub async fn add_photo(
         })?,
     };
     let bytes = body_bytes(body, st.config().storage.max_photo_bytes).await?;
+    let bytes = match q.source.as_deref() {
+        None | Some("upload") => bytes,
+        Some("camera") => camera_frame(&st, &bytes)?,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("source {other:?} must be camera (or left out for an uploaded photo)"),
+            ))
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(st.add_photo(&id, kind, bytes, clerk.is_some()).await?),
     ))
+}
+
+/// The kiosk camera's latest frame as a JPEG, for `?source=camera`.
+fn camera_frame(st: &Station, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if !body.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "source=camera takes no body: the kiosk camera takes the photo",
+        ));
+    }
+    if st.config().hardware.camera.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_camera",
+            "no camera is configured ([hardware.camera]); upload the photo instead",
+        ));
+    }
+    let frame = st.devices().fresh_frame().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "camera_unavailable",
+            "the kiosk camera has no recent picture (unplugged or starting); try again or upload the photo",
+        )
+    })?;
+    frame.to_jpeg().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "camera_unavailable",
+            format!("the camera's picture could not be used: {e}"),
+        )
+    })
 }
 
 pub async fn drop_off(

@@ -85,7 +85,8 @@ impl Follow {
 
 fn notice_event(n: &Notice) -> Event {
     let name = match n {
-        Notice::Scan { .. } => "scan",
+        Notice::Scan { .. } | Notice::DeviceScan { .. } => "scan",
+        Notice::Device { .. } => "device",
         Notice::Parcel { .. } => "parcel",
         Notice::Held { .. } => "held",
     };

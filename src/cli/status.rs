@@ -32,6 +32,9 @@ struct Status {
     /// answer.
     sync: Option<serde_json::Value>,
     sync_configured: bool,
+    /// The kiosk's devices as the running daemon sees them (SPEC §10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devices: Option<serde_json::Value>,
 }
 
 pub fn run(config: &Config, out: Output) -> Result<()> {
@@ -48,8 +51,11 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
                 queue::photo_backlog(c)?,
             ))
         })?;
-    let running =
-        daemon_get(config.api.listen, "/healthz", None).is_some_and(|(code, _)| code == 200);
+    let health = daemon_get(config.api.listen, "/healthz", None).filter(|(code, _)| *code == 200);
+    let running = health.is_some();
+    let devices = health
+        .and_then(|(_, body)| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .and_then(|v| v.get("devices").cloned());
     // The sync view is for clerks; the daemon's operator token (readable
     // by its own user and root) opens it.
     let token = std::fs::read_to_string(config.operator_token_path()).ok();
@@ -76,6 +82,7 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
         photos,
         sync,
         sync_configured: config.sync.enabled(),
+        devices,
     };
     out.print(&status, print_human)
 }
@@ -121,6 +128,20 @@ fn print_human(s: &Status) {
         p.pending_photos, p.dead_photos, p.uploaded_photos
     );
     println!("sync:      {}", sync_line(s));
+    if let Some(devices) = s.devices.as_ref().and_then(serde_json::Value::as_object) {
+        for (name, d) in devices {
+            let text = |k: &str| d.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+            let state = text("state");
+            let mut line = format!("{name} ({}) {}", text("kind"), state.to_uppercase());
+            if let Some(q) = d.get("queued").and_then(serde_json::Value::as_u64) {
+                line.push_str(&format!(", {q} job(s) queued"));
+            }
+            if !text("detail").is_empty() {
+                line.push_str(&format!(": {}", text("detail")));
+            }
+            println!("device:    {line}");
+        }
+    }
     println!(
         "manifest:  {} return(s){}",
         s.manifest_entries,

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::{Table, Value};
 
+use super::hardware::RawHardware;
 use super::{
     ApiConfig, CodesConfig, Config, EventsVia, HttpsConfig, LogConfig, LogFormat, MqttConfig,
     StationConfig, StorageConfig, SyncConfig, TlsFiles,
@@ -18,8 +19,8 @@ use crate::clock::ClockCheck;
 use crate::code::{OfflinePolicy, TrustedKeys};
 use crate::token;
 
-const SECTIONS: [&str; 7] = [
-    "station", "storage", "api", "codes", "carriers", "sync", "log",
+const SECTIONS: [&str; 8] = [
+    "station", "storage", "api", "codes", "carriers", "sync", "log", "hardware",
 ];
 
 #[derive(Deserialize)]
@@ -122,6 +123,7 @@ pub(super) struct Raw {
     carriers: Vec<RawCarrier>,
     sync: RawSync,
     log: RawLog,
+    hardware: RawHardware,
 }
 
 impl Raw {
@@ -146,7 +148,8 @@ impl Raw {
         let carriers = section::<Vec<RawCarrier>>("carriers", take("carriers"), &mut problems);
         let sync = section::<RawSync>("sync", take("sync"), &mut problems);
         let log = section::<RawLog>("log", take("log"), &mut problems);
-        match (station, storage, api, codes, carriers, sync, log) {
+        let hardware = section::<RawHardware>("hardware", take("hardware"), &mut problems);
+        match (station, storage, api, codes, carriers, sync, log, hardware) {
             (
                 Some(station),
                 Some(storage),
@@ -155,6 +158,7 @@ impl Raw {
                 Some(carriers),
                 Some(sync),
                 Some(log),
+                Some(hardware),
             ) if problems.is_empty() => Ok(Raw {
                 station,
                 storage,
@@ -163,6 +167,7 @@ impl Raw {
                 carriers,
                 sync,
                 log,
+                hardware,
             }),
             _ => Err(problems),
         }
@@ -267,6 +272,7 @@ impl Raw {
         };
         let carriers = carriers(&mut p, self.carriers);
         let sync = sync(&mut p, self.sync);
+        let hardware = self.hardware.validate(&mut p);
         let log = LogConfig {
             format: p.choice(
                 "log.format",
@@ -291,6 +297,7 @@ impl Raw {
                 carriers,
                 sync,
                 log,
+                hardware,
             })
         } else {
             Err(p.0)
@@ -528,14 +535,14 @@ fn file(p: &mut Problems, key: &str, value: &str) -> Option<PathBuf> {
 
 /// Problems found so far; each check returns a placeholder on failure so
 /// validation can go on and report the rest.
-struct Problems(Vec<String>);
+pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn push(&mut self, problem: String) {
+    pub(super) fn push(&mut self, problem: String) {
         self.0.push(problem);
     }
 
-    fn ident(&mut self, key: &str, value: String) -> String {
+    pub(super) fn ident(&mut self, key: &str, value: String) -> String {
         let ok = (1..=64).contains(&value.len())
             && value
                 .bytes()
@@ -548,7 +555,7 @@ impl Problems {
         value
     }
 
-    fn range<T: TryFrom<i64> + Default>(
+    pub(super) fn range<T: TryFrom<i64> + Default>(
         &mut self,
         key: &str,
         value: i64,
@@ -567,7 +574,13 @@ impl Problems {
         T::default()
     }
 
-    fn choice<T: Copy>(&mut self, key: &str, value: &str, options: &[(&str, T)], fallback: T) -> T {
+    pub(super) fn choice<T: Copy>(
+        &mut self,
+        key: &str,
+        value: &str,
+        options: &[(&str, T)],
+        fallback: T,
+    ) -> T {
         if let Some((_, v)) = options.iter().find(|(name, _)| *name == value) {
             return *v;
         }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_delivery_queue",
         sql: include_str!("../../migrations/0005_delivery_queue.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_print_jobs",
+        sql: include_str!("../../migrations/0006_print_jobs.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

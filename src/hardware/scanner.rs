@@ -1,0 +1,227 @@
+//! One barcode scanner: open it (a tty at its baud rate, or an evdev node
+//! grabbed), read scans until it goes away, and look for it again every
+//! [`POLL`] until it is back.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use super::evdev::{self, Keyboard};
+use super::lines::{Framer, Line, Rereads};
+use super::{pause, report, CodeType, DeviceScan, DeviceState, POLL};
+use crate::config::{ScannerConfig, ScannerKind};
+use crate::parcel::Channel;
+use crate::station::{Notice, Station};
+
+/// Why a scanner stopped being read.
+enum Ended {
+    Stopped,
+    Gone(String),
+}
+
+/// Reads `cfg`'s scanner until `stop`, re-opening it whenever it returns.
+pub(super) async fn run(station: Station, cfg: ScannerConfig, mut stop: watch::Receiver<bool>) {
+    loop {
+        match open(&cfg) {
+            Ok((fd, note)) => {
+                report(&station, &cfg.name, DeviceState::Ok, note);
+                match read(&station, &cfg, fd, &mut stop).await {
+                    Ended::Stopped => return,
+                    Ended::Gone(why) => {
+                        report(&station, &cfg.name, DeviceState::Missing, Some(why));
+                    }
+                }
+            }
+            Err(e) => {
+                let state = if e.kind() == std::io::ErrorKind::NotFound {
+                    DeviceState::Missing
+                } else {
+                    DeviceState::Error
+                };
+                report(&station, &cfg.name, state, Some(open_error(&cfg, &e)));
+            }
+        }
+        if pause(POLL, &mut stop).await {
+            return;
+        }
+    }
+}
+
+fn open_error(cfg: &ScannerConfig, e: &std::io::Error) -> String {
+    let hint = match e.kind() {
+        std::io::ErrorKind::NotFound => "not plugged in, or a wrong path",
+        std::io::ErrorKind::PermissionDenied => {
+            "no permission: the daemon's user needs the group of the device (dialout for serial, input for evdev)"
+        }
+        _ => "cannot be used",
+    };
+    format!("{}: {e} ({hint})", cfg.path.display())
+}
+
+/// Opens the device for non-blocking reads. Returns a note for the
+/// operator when it works in a reduced way (an evdev path that cannot be
+/// grabbed because it is not an input device, such as a recording).
+fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&cfg.path)?;
+    let note = match cfg.kind {
+        ScannerKind::Serial => {
+            configure_tty(&file, cfg.baud)?;
+            None
+        }
+        ScannerKind::Evdev => match evdev::grab(&file) {
+            Ok(()) => None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                Some("not an input device: read as a recording, not grabbed".to_owned())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(std::io::Error::other(
+                    "another program has grabbed this scanner",
+                ))
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    Ok((super::async_fd(file)?, note))
+}
+
+/// Raw mode at `baud`: bytes as they come, no echo, no line editing.
+pub(super) fn configure_tty(file: &File, baud: u32) -> std::io::Result<()> {
+    use rustix::termios::{self, OptionalActions};
+    let mut t = termios::tcgetattr(file).map_err(|e| {
+        if e == rustix::io::Errno::NOTTY {
+            std::io::Error::other("not a serial port (kind = \"serial\" needs a tty)")
+        } else {
+            e.into()
+        }
+    })?;
+    t.make_raw();
+    t.set_speed(baud)?;
+    termios::tcsetattr(file, OptionalActions::Now, &t)?;
+    Ok(())
+}
+
+/// Reads scans until the device goes away or `stop`.
+async fn read(
+    station: &Station,
+    cfg: &ScannerConfig,
+    fd: AsyncFd<File>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut framer = Framer::default();
+    let mut rereads = Rereads::default();
+    let mut keyboard = Keyboard::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let expiry = framer.deadline();
+        let expired = async {
+            match expiry {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ready = fd.readable() => {
+                let mut guard = match ready {
+                    Ok(g) => g,
+                    Err(e) => return Ended::Gone(e.to_string()),
+                };
+                let n = match guard.try_io(|f| f.get_ref().read(&mut buf)) {
+                    Ok(Ok(0)) => return Ended::Gone("the device closed (unplugged)".into()),
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Ended::Gone(format!("read failed: {e} (unplugged?)")),
+                    Err(_would_block) => continue,
+                };
+                let text = match cfg.kind {
+                    ScannerKind::Serial => buf[..n].to_vec(),
+                    ScannerKind::Evdev => keyboard.feed(&buf[..n]),
+                };
+                for line in framer.push(&text, Instant::now()) {
+                    handle(station, cfg, line, &mut rereads).await;
+                }
+            }
+            () = expired => {
+                if let Some(bytes) = framer.expire(Instant::now()) {
+                    tracing::warn!(device = %cfg.name, bytes, "a scan without a line end was discarded (check the scanner's suffix: CR or LF)");
+                }
+            }
+            () = super::stopped(stop) => return Ended::Stopped,
+        }
+    }
+}
+
+async fn handle(station: &Station, cfg: &ScannerConfig, line: Line, rereads: &mut Rereads) {
+    match line {
+        Line::Code(code) => {
+            if rereads.is_new(&code, Instant::now()) {
+                dispatch(station, &cfg.name, cfg.channel, code).await;
+            }
+        }
+        Line::TooLong(bytes) => tracing::warn!(
+            device = %cfg.name,
+            bytes,
+            max = super::lines::MAX_LINE,
+            "the scanner sent more than the longest code without a line end; discarded, not scanned"
+        ),
+        Line::NotText(bytes) => tracing::warn!(
+            device = %cfg.name,
+            bytes,
+            "the scanner sent a line that is not text (noise, or a wrong baud rate); ignored"
+        ),
+    }
+}
+
+/// Decides one code from a scanner, keeps the answer, then tells the
+/// screen (which fetches it: the stream carries no return details). On a
+/// clerk scanner a courier waybill is not a return code: it goes to the
+/// screen as a waybill for whatever the clerk is doing.
+pub(super) async fn dispatch(station: &Station, device: &str, channel: Channel, code: String) {
+    let waybill = match channel {
+        Channel::Clerk => station.waybill_scanned(&code).await,
+        Channel::SelfService => None,
+    };
+    let mut scan = DeviceScan {
+        scan_id: ulid::Ulid::new().to_string(),
+        device: device.to_owned(),
+        channel,
+        code_type: CodeType::Waybill,
+        waybill_no: None,
+        carrier: None,
+        answer: None,
+        at: crate::clock::now_string(),
+    };
+    match waybill {
+        Some((waybill_no, carrier)) => {
+            scan.waybill_no = Some(waybill_no);
+            scan.carrier = carrier;
+        }
+        None => match station.decide_scan(code.into_bytes(), channel).await {
+            Ok(answer) => {
+                scan.code_type = CodeType::Return;
+                scan.answer = Some(answer);
+            }
+            Err(e) => {
+                tracing::warn!(device, error = %e, "a scan could not be decided");
+                return;
+            }
+        },
+    }
+    station.metrics().device_scan(device);
+    tracing::info!(device, scan_id = %scan.scan_id, code_type = ?scan.code_type, "scan from a device");
+    let notice = Notice::DeviceScan {
+        scan_id: scan.scan_id.clone(),
+        device: scan.device.clone(),
+        channel: scan.channel,
+        code_type: scan.code_type,
+        decision: scan.answer.as_ref().map(|a| a.decision),
+        reason: scan.answer.as_ref().and_then(|a| a.reason),
+    };
+    station.devices().remember(scan);
+    station.notify(notice);
+}
