@@ -46,6 +46,8 @@ const RECENT_SCANS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceState {
+    /// Configured, not tried yet (the first moments after start).
+    Starting,
     /// Open and working.
     Ok,
     /// Not there (unplugged, wrong path): looked for again every second.
@@ -64,6 +66,7 @@ pub enum DeviceState {
 impl DeviceState {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeviceState::Starting => "starting",
             DeviceState::Ok => "ok",
             DeviceState::Missing => "missing",
             DeviceState::Error => "error",
@@ -285,7 +288,7 @@ pub fn start(station: &Station) -> HardwareHandle {
             &s.name,
             "scanner",
             s.path.display().to_string(),
-            DeviceState::Missing,
+            DeviceState::Starting,
         );
         let name = s.name.clone();
         let task = tokio::spawn(scanner::run(station.clone(), s, stop_rx.clone()));
@@ -296,7 +299,7 @@ pub fn start(station: &Station) -> HardwareHandle {
             printer::NAME,
             "printer",
             printer::describe(&p.link),
-            DeviceState::Offline,
+            DeviceState::Starting,
         );
         let task = tokio::spawn(printer::run(station.clone(), p, stop_rx.clone()));
         tasks.push((printer::NAME.to_owned(), task));
@@ -306,7 +309,7 @@ pub fn start(station: &Station) -> HardwareHandle {
             camera::NAME,
             "camera",
             c.device.display().to_string(),
-            DeviceState::Missing,
+            DeviceState::Starting,
         );
         let task = tokio::spawn(camera::run(station.clone(), c, stop_rx.clone()));
         tasks.push((camera::NAME.to_owned(), task));
