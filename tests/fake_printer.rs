@@ -138,10 +138,7 @@ fn serve(mut conn: TcpStream, s: &Shared) {
             }
             Err(_) => return,
         }
-        loop {
-            let Some((cmd, used)) = parse(&buf) else {
-                break;
-            };
+        while let Some((cmd, used)) = parse(&buf) {
             buf.drain(..used);
             match cmd {
                 Cmd::Reset => {
