@@ -17,6 +17,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
+use crate::devices::Pty;
 use crate::platform::free_port;
 use crate::util::{wait_until, TestStation};
 
@@ -32,6 +33,11 @@ struct Browser {
 
 impl Browser {
     fn start(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, &[])
+    }
+
+    /// A browser with extra Chromium flags (a fake camera's video file).
+    fn start_with(width: u32, height: u32, extra: &[String]) -> Browser {
         let port = free_port();
         let driver = Command::new(chromedriver())
             .arg(format!("--port={port}"))
@@ -60,6 +66,7 @@ impl Browser {
             format!("--window-size={width},{height}"),
             "--lang=zh-CN".into(),
         ];
+        args.extend(extra.iter().cloned());
         // CI runs as root, where Chromium's sandbox cannot start.
         if rustix::process::geteuid().is_root() {
             args.push("--no-sandbox".into());
@@ -535,4 +542,196 @@ fn customer_screens_go_back_to_the_start_when_left_alone() {
         "return document.body.dataset.screen === 'c-start'",
     );
     assert!(b.js("return document.querySelector('#idle-note').hidden") == json!(true));
+}
+
+/// A station with a serial scanner (on a pty) feeding `channel`, and more
+/// configuration.
+fn station_with_scanner(channel: &str, extra: &str) -> (TestStation, Pty) {
+    let pty = Pty::open();
+    let mut st = TestStation::create(extra);
+    let link = st.dir.path().join("scanner.tty");
+    pty.link(&link);
+    let mut config = std::fs::read_to_string(&st.config).unwrap();
+    config.push_str(&format!(
+        "[[hardware.scanners]]\nname = \"counter\"\nkind = \"serial\"\npath = \"{}\"\nchannel = \"{channel}\"\n",
+        link.display()
+    ));
+    std::fs::write(&st.config, config).unwrap();
+    st.spawn();
+    wait_until("the scanner open", WAIT, || {
+        let (_, h) = st.get("/healthz");
+        (h["devices"]["counter"]["state"] == "ok").then_some(())
+    });
+    (st, pty)
+}
+
+/// SPEC §10: a scan never depends on the browser having keyboard focus.
+/// The customer's scan at the kiosk's own scanner moves the screen on with
+/// no typing at all.
+#[test]
+fn a_scan_at_the_kiosk_scanner_moves_the_customer_screen_on() {
+    let (st, mut pty) = station_with_scanner("self", "");
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-SCANNER-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+    let b = Browser::start(1024, 600);
+    b.goto(&st.url("/"));
+    // Nothing has the focus: the field is blurred on purpose.
+    b.js("document.activeElement.blur(); return true");
+    assert!(
+        !b.visible("#c-camscan"),
+        "with a scanner, the browser camera is not used for codes"
+    );
+    pty.send(b"RT-SCANNER-0001\r");
+    b.wait_js(
+        "accepted",
+        "return document.body.dataset.screen === 'c-result' && document.querySelector('#c-verdict').classList.contains('accept')",
+    );
+    assert_eq!(b.text("#c-return-no"), "RT-SCANNER-0001");
+    b.screenshot("devices-1-customer-scanner");
+    // A bad code from the scanner is refused on screen in words.
+    b.click("#c-result-back");
+    b.wait_js(
+        "the start",
+        "return document.body.dataset.screen === 'c-start'",
+    );
+    pty.send(b"not-a-code!!\r");
+    b.wait_js(
+        "rejected",
+        "return document.querySelector('#c-verdict').classList.contains('reject')",
+    );
+    assert_eq!(b.text("#c-verdict-text"), "无法识别的退货码");
+}
+
+/// The clerk's counter scanner starts a check-in from a return code and
+/// fills the waybill from a courier barcode; a device problem (a printer
+/// that is off) is shown to the clerk in both languages.
+#[test]
+fn the_counter_scanner_drives_a_clerk_check_in() {
+    let printer_port = free_port();
+    let (st, mut pty) = station_with_scanner(
+        "clerk",
+        &format!("[hardware.printer]\nkind = \"tcp\"\naddress = \"127.0.0.1:{printer_port}\"\n"),
+    );
+    st.add_clerk("wei", "张伟", "2468");
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-COUNTER-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+    let b = Browser::start(1280, 800);
+    b.goto(&st.url("/"));
+    b.click("#c-to-clerk");
+    b.type_into("#k-id", "wei");
+    b.type_into("#k-pin", &format!("2468{ENTER}"));
+    b.wait_js(
+        "the console",
+        "return document.body.dataset.screen === 'k-console'",
+    );
+    b.wait_js(
+        "the printer problem shown",
+        "return !document.querySelector('#k-devices').hidden",
+    );
+    assert!(
+        b.text("#k-devices").contains("打印机: 离线"),
+        "{}",
+        b.text("#k-devices")
+    );
+    b.js("document.activeElement.blur(); return true");
+    pty.send(b"RT-COUNTER-0001\r");
+    b.wait_js(
+        "the photo step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'photo'",
+    );
+    assert!(b.text("#k-return").contains("RT-COUNTER-0001"));
+    b.wait_js(
+        "the camera",
+        "return document.querySelector('#k-video').videoWidth > 0",
+    );
+    b.type_into("#k-field", ENTER);
+    b.wait_js(
+        "a photo",
+        "return document.querySelectorAll('#k-thumbs span').length === 1",
+    );
+    b.js("document.activeElement.blur(); return true");
+    pty.send(b"SF1234567890123\r");
+    b.wait_js(
+        "the confirm step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'confirm'",
+    );
+    assert!(b.text("#k-return").contains("SF1234567890123"));
+    b.screenshot("devices-2-counter-scanner");
+    b.click("#k-accept");
+    b.wait_js(
+        "accepted",
+        "return document.querySelector('#k-receipt #k-reprint')",
+    );
+    b.click("#lang");
+    assert!(
+        b.text("#k-devices").contains("Printer: offline"),
+        "{}",
+        b.text("#k-devices")
+    );
+    b.screenshot("devices-3-accepted-printer-off");
+    b.click("#k-reprint");
+    b.wait_js(
+        "queued",
+        "return document.querySelector('#k-msg').textContent.includes('Sent to the printer')",
+    );
+    let jobs: i64 = st
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM print_jobs WHERE printed_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(jobs, 2, "the receipt and its reprint wait for the printer");
+}
+
+/// The customer screen without a scanner reads the code from the browser
+/// camera: Chromium's fake camera plays a video file showing a QR code.
+#[test]
+fn the_browser_camera_reads_the_customers_code() {
+    let st = TestStation::start();
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-WEBCAM-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+    let video = st.dir.path().join("code.y4m");
+    std::fs::write(&video, y4m_showing("RT-WEBCAM-0001")).unwrap();
+    let b = Browser::start_with(
+        1024,
+        600,
+        &[format!(
+            "--use-file-for-fake-video-capture={}",
+            video.display()
+        )],
+    );
+    b.goto(&st.url("/"));
+    b.wait_js(
+        "accepted from a camera frame",
+        "return document.body.dataset.screen === 'c-result' && document.querySelector('#c-verdict').classList.contains('accept')",
+    );
+    assert_eq!(b.text("#c-return-no"), "RT-WEBCAM-0001");
+    b.screenshot("devices-4-camera-scan");
+}
+
+/// A short YUV4MPEG2 video (what Chromium's fake camera plays) of a white
+/// page with `text` as a QR code on it.
+fn y4m_showing(text: &str) -> Vec<u8> {
+    use image::{GrayImage, Luma};
+    let (w, h) = (640u32, 480u32);
+    let mut frame = GrayImage::from_pixel(w, h, Luma([235]));
+    let qr = qrcode::QrCode::new(text.as_bytes())
+        .unwrap()
+        .render::<Luma<u8>>()
+        .module_dimensions(7, 7)
+        .build();
+    let (x, y) = ((w - qr.width()) / 2, (h - qr.height()) / 2);
+    image::imageops::overlay(&mut frame, &qr, i64::from(x), i64::from(y));
+    let mut out = format!("YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..10 {
+        out.extend_from_slice(b"FRAME\n");
+        out.extend_from_slice(frame.as_raw());
+        out.extend(std::iter::repeat_n(128u8, (w * h / 2) as usize));
+    }
+    out
 }

@@ -8,6 +8,8 @@
   let kiosk = { min_photos: 1, kiosk_idle_s: 60, station_name: "" };
   let token = null; // the clerk session lives in memory only
   let clerkName = "";
+  // The kiosk's own devices (GET /api/v1/devices), kept current by the stream.
+  let hw = { devices: {}, self_scanners: 0, clerk_scanners: 0, camera: false, printer: false };
 
   // ---- strings ---------------------------------------------------------
   function t(key, vars) {
@@ -20,6 +22,7 @@
     document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
     document.querySelectorAll("[data-tp]").forEach((el) => { el.placeholder = t(el.dataset.tp); });
     renderSync();
+    renderDevices();
   }
   function age(s) {
     if (s < 60) return t("age.s", { n: s });
@@ -76,7 +79,8 @@
     screens.forEach((s) => { $(s).hidden = s !== id; });
     current = id;
     document.body.dataset.screen = id;
-    if (id !== "c-photo" && id !== "k-console") stopCamera();
+    if (id !== "c-photo" && id !== "k-console" && id !== "c-start") stopCamera();
+    if (id === "c-start") startCamScan(); else stopCamScan();
     resetIdle();
     const focus = { "c-start": "c-code", "c-progress": "c-progress-code", "k-login": "k-id" }[id];
     if (focus) setTimeout(() => $(focus).focus(), 0);
@@ -127,31 +131,75 @@
     $("c-code").value = ""; $("c-progress-code").value = ""; $("c-progress-out").innerHTML = "";
     show("c-start");
   }
+  function customerChecking() {
+    $("c-verdict").className = "verdict"; $("c-verdict").textContent = t("c.checking");
+    $("c-verdict-text").textContent = ""; $("c-return-no").textContent = "";
+    $("c-result-next").hidden = true;
+    show("c-result");
+  }
+  // What the customer sees of a decided scan, however it was made (typed,
+  // the kiosk's scanner, a camera frame).
+  function customerAnswer(a) {
+    const ok = a.decision !== "reject";
+    $("c-verdict").className = "verdict " + (ok ? "accept" : "reject");
+    $("c-verdict").textContent = t(ok ? "c." + a.decision : "c.reject");
+    $("c-verdict-text").textContent = ok ? "" : t("reason." + a.reason);
+    cust.returnNo = (a.return && a.return.return_no) || "";
+    $("c-return-no").textContent = cust.returnNo;
+    cust.parcel = a.parcel_id || null; cust.photos = 0;
+    $("c-result-next").hidden = !ok;
+    if (current !== "c-result") show("c-result");
+    if (ok) $("c-result-next").focus();
+  }
+  function customerError(err) {
+    if (current !== "c-result") show("c-result");
+    $("c-verdict").className = "verdict reject"; $("c-verdict").textContent = t("c.reject");
+    $("c-verdict-text").textContent = err.message;
+  }
   $("c-scan-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const code = $("c-code").value.trim();
     $("c-code").value = "";
     if (!code) return;
-    $("c-verdict").className = "verdict"; $("c-verdict").textContent = t("c.checking");
-    $("c-verdict-text").textContent = ""; $("c-return-no").textContent = "";
-    $("c-result-next").hidden = true;
-    show("c-result");
+    customerChecking();
     try {
-      const a = await api("POST", "/api/v1/scans", { code, channel: "self" }, { anonymous: true });
-      const ok = a.decision !== "reject";
-      $("c-verdict").className = "verdict " + (ok ? "accept" : "reject");
-      $("c-verdict").textContent = t(ok ? "c." + a.decision : "c.reject");
-      $("c-verdict-text").textContent = ok ? "" : t("reason." + a.reason);
-      cust.returnNo = (a.return && a.return.return_no) || "";
-      $("c-return-no").textContent = cust.returnNo;
-      cust.parcel = a.parcel_id || null; cust.photos = 0;
-      $("c-result-next").hidden = !ok;
-      if (ok) $("c-result-next").focus();
-    } catch (err) {
-      $("c-verdict").className = "verdict reject"; $("c-verdict").textContent = t("c.reject");
-      $("c-verdict-text").textContent = err.message;
-    }
+      customerAnswer(await api("POST", "/api/v1/scans", { code, channel: "self" }, { anonymous: true }));
+    } catch (err) { customerError(err); }
   });
+
+  // Without a scanner for customers (and without the daemon's own camera),
+  // the start screen looks for a code in the browser camera's frames a few
+  // times a second, one request at a time, until one is decided.
+  let camScan = null;
+  async function startCamScan() {
+    if (camScan || hw.self_scanners > 0 || hw.camera) return;
+    camScan = { busy: false, timer: null };
+    const scan = camScan;
+    try { await startCamera($("c-scan-video")); }
+    catch (e) { if (camScan === scan) camScan = null; return; }
+    if (camScan !== scan) return;
+    $("c-camscan").hidden = false; $("c-camscan-hint").hidden = false;
+    scan.timer = setInterval(async () => {
+      if (scan.busy || current !== "c-start") return;
+      scan.busy = true;
+      try {
+        const frame = await snap($("c-scan-video"));
+        const a = await api("POST", "/api/v1/scans/image?channel=self", frame, { anonymous: true });
+        if (camScan === scan && current === "c-start") { stopCamScan(); customerAnswer(a); }
+      } catch (err) {
+        // No code in this frame: try the next one.
+        if (err.code !== "no_code" && err.code !== "network") $("c-camscan-hint").textContent = err.message;
+      } finally { scan.busy = false; }
+    }, 350);
+  }
+  function stopCamScan() {
+    if (!camScan) return;
+    clearInterval(camScan.timer);
+    camScan = null;
+    $("c-camscan").hidden = true; $("c-camscan-hint").hidden = true;
+    $("c-camscan-hint").textContent = t("c.scan.camera");
+    if (current !== "c-photo" && current !== "k-console") stopCamera();
+  }
   $("c-result-back").onclick = startOver;
   $("c-result-next").onclick = async () => {
     show("c-photo");
@@ -293,7 +341,10 @@
       (extra ? " · " + esc(extra) : "") + (ck.waybill ? "<br>" + esc(t("k.waybill")) + ": <span class='mono'>" + esc(ck.waybill) + "</span>" : "");
   }
   async function clerkScan(code) {
-    const a = await api("POST", "/api/v1/scans", { code, channel: "clerk" });
+    await clerkAnswer(await api("POST", "/api/v1/scans", { code, channel: "clerk" }));
+  }
+  // A decided scan on the clerk's side, typed or from the counter scanner.
+  async function clerkAnswer(a) {
     if (a.decision === "reject") {
       if (a.reason === "already_dropped_off" && a.return) {
         // A self-service drop-off waiting for its waybill: complete it.
@@ -334,6 +385,19 @@
     $("k-thumbs").insertAdjacentHTML("beforeend", "<span>" + esc(kind) + " " + ck.photos + "</span>");
     msg(t("k.photos") + ": " + ck.photos, true);
   }
+  // A courier barcode from the counter scanner goes where the clerk is.
+  async function clerkWaybill(wb) {
+    if (tab === "checkin" && ck.parcel && (step === "waybill" || step === "confirm" || (step === "photo" && ck.photos >= kiosk.min_photos))) {
+      setWaybill(wb);
+    } else if (tab === "handover") {
+      if (!hoItems.some((x) => x.value === wb)) { hoItems.push({ kind: "waybill", value: wb }); renderHandover(); }
+    } else if (tab === "bags" && bagCurrent) {
+      $("k-bag-scan").value = wb;
+      $("k-bag-add").requestSubmit();
+    } else {
+      msg(t("k.scanner.waybill_idle", { wb }), false);
+    }
+  }
   function setWaybill(wb) {
     ck.waybill = wb;
     showReturn(ck.ret, "");
@@ -358,7 +422,14 @@
     if (ck.items.length) body.items = ck.items.map((it) => ({ sku: it.sku, qty: it.qty }));
     const r = await api("POST", "/api/v1/parcels/" + ck.parcel + "/accept", body);
     $("k-receipt").hidden = false;
-    $("k-receipt").innerHTML = "<b class='good'>" + esc(t("k.accepted")) + "</b> <span class='mono'>" + esc(r.return_no) + "</span><br><img class='qr' src='" + esc(r.svg) + "' alt='receipt'>";
+    $("k-receipt").innerHTML = "<b class='good'>" + esc(t("k.accepted")) + "</b> <span class='mono'>" + esc(r.return_no) + "</span><br><img class='qr' src='" + esc(r.svg) + "' alt='receipt'>" +
+      (hw.printer ? "<br><button id='k-reprint' class='secondary' data-parcel='" + esc(r.parcel_id) + "'>" + esc(t("k.reprint")) + "</button>" : "");
+    if (hw.printer) {
+      $("k-reprint").onclick = async (ev) => {
+        try { await api("POST", "/api/v1/parcels/" + ev.target.dataset.parcel + "/receipt/print", {}); msg(t("k.reprint.queued"), true); }
+        catch (err) { msg(err.message, false); }
+      };
+    }
     msg(t("k.accepted") + " " + r.return_no + " · " + r.waybill_no, true);
     const keep = $("k-msg").textContent;
     resetCheckin();
@@ -563,8 +634,45 @@
     bar.dataset.state = state;
     $("offline").hidden = state !== "offline";
   }
+  // ---- the kiosk's devices -------------------------------------------------------
+  async function loadDevices() {
+    try { hw = await api("GET", "/api/v1/devices", undefined, { anonymous: true }); } catch (e) { /* none known yet */ }
+    renderDevices();
+  }
+  function renderDevices() {
+    const bad = Object.entries(hw.devices || {}).filter(([, d]) => d.state !== "ok" && d.state !== "starting");
+    $("k-devices").hidden = bad.length === 0;
+    $("k-devices").textContent = bad.length ? t("dev.problem") + bad.map(([name, d]) =>
+      t("dev.kind." + d.kind) + (name === d.kind ? "" : " " + name) + ": " + t("dev.state." + d.state)).join(" · ") : "";
+  }
+  // A scan from one of the kiosk's own scanners: the daemon has decided it;
+  // the screen fetches what it needs by id and moves on by itself.
+  async function deviceScan(ev) {
+    if (!ev.scan_id) return;
+    try {
+      if (ev.channel === "self" && (current === "c-start" || current === "c-result")) {
+        stopCamScan();
+        const scan = await api("GET", "/api/v1/scans/" + ev.scan_id, undefined, { anonymous: true });
+        if (scan.answer) customerAnswer(scan.answer);
+      } else if (ev.channel === "clerk" && token && current === "k-console") {
+        const scan = await api("GET", "/api/v1/scans/" + ev.scan_id);
+        if (scan.code_type === "waybill") await clerkWaybill(scan.waybill_no);
+        else if (tab === "checkin" && step === "scan") await clerkAnswer(scan.answer);
+        focusField();
+      }
+    } catch (err) { if (current === "k-console") msg(err.message, false); }
+  }
+
   function listen() {
     const es = new EventSource("/api/v1/stream");
+    es.addEventListener("scan", (e) => { try { deviceScan(JSON.parse(e.data)); } catch (err) { /* ignore */ } });
+    es.addEventListener("device", (e) => {
+      try {
+        const d = JSON.parse(e.data);
+        if (hw.devices[d.device]) hw.devices[d.device].state = d.state; else loadDevices();
+        renderDevices();
+      } catch (err) { /* ignore */ }
+    });
     es.addEventListener("sync", (e) => { try { sync = JSON.parse(e.data); syncAt = Date.now(); renderSync(); } catch (err) { /* ignore */ } });
     const changed = () => {
       if (current !== "k-console") return;
@@ -591,6 +699,7 @@
       kiosk = await api("GET", "/api/v1/kiosk", undefined, { anonymous: true });
       $("station-name").textContent = kiosk.station_name;
     } catch (e) { /* defaults until the daemon answers */ }
+    await loadDevices();
     listen();
     show("c-start");
     document.body.dataset.ready = "1";
