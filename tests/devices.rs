@@ -625,3 +625,28 @@ fn broken_and_hostile_frames_are_4xx_never_5xx() {
     let (code, _) = st.get("/healthz");
     assert_eq!(code, 200);
 }
+
+/// A fixed set of frames from the corpus generator (seed 1810, each
+/// hardship twice) with exactly what the decoder reads on each: the codes
+/// of 14 of the 20, and nothing at all (no false read) on the others. The
+/// benchmark measures the decoder on 400; this pins it.
+#[test]
+fn fixed_frames_decode_to_exactly_their_codes() {
+    use crate::corpus;
+    const READ: [bool; 20] = [
+        true, true, false, false, true, true, true, false, true, true, // first round
+        true, true, true, false, true, false, true, true, true, true, // second round
+    ];
+    let mut rng = fastrand::Rng::with_seed(1810);
+    let hardships = corpus::HARDSHIPS.iter().chain(corpus::HARDSHIPS.iter());
+    for (i, (h, read)) in hardships.zip(READ).enumerate() {
+        let s = corpus::frame(&mut rng, *h);
+        let gray = yizhan::photo::decode_gray(&s.jpeg).unwrap();
+        let found: Vec<String> = yizhan::decode::find_codes(&gray)
+            .into_iter()
+            .map(|f| f.text)
+            .collect();
+        let want = if read { s.codes.clone() } else { Vec::new() };
+        assert_eq!(found, want, "frame {i} ({}, {:?})", h.name(), s.medium);
+    }
+}

@@ -8,6 +8,7 @@ mod browser;
 mod checkin;
 mod cli;
 mod codes;
+mod corpus;
 mod counter;
 mod devices;
 mod durability;

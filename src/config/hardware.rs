@@ -359,6 +359,25 @@ mod tests {
         Config::load_with_env(Some(&path), []).map_err(|e| e.to_string())
     }
 
+    /// The commented-out `[hardware]` example in config/yizhan.toml, with
+    /// its comment marks taken off, is a valid configuration: the docs
+    /// name the keys the code reads.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let example: String = crate::config::DEFAULT_TOML
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[hardware.scanners]]"))
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(example.contains("[hardware.printer]"), "{example}");
+        let c = load(&example).unwrap();
+        assert_eq!(c.hardware.scanners[0].name, "counter");
+        assert!(c.hardware.camera.is_some() && c.hardware.printer.is_some());
+    }
+
     #[test]
     fn no_hardware_by_default() {
         let c = Config::defaults().unwrap();
