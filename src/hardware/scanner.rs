@@ -75,18 +75,28 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
             configure_tty(&file, cfg.baud)?;
             None
         }
-        ScannerKind::Evdev => match evdev::grab(&file) {
-            Ok(()) => None,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+        ScannerKind::Evdev => {
+            use std::os::unix::fs::FileTypeExt;
+            if !file.metadata()?.file_type().is_char_device() {
+                // A recording (a FIFO or file), as the tests feed it: there
+                // is nothing to grab.
                 Some("not an input device: read as a recording, not grabbed".to_owned())
+            } else {
+                match evdev::grab(&file) {
+                    Ok(()) => None,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        return Err(std::io::Error::other(
+                            "another program has grabbed this scanner",
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(std::io::Error::other(format!(
+                            "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
+                        )))
+                    }
+                }
             }
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                return Err(std::io::Error::other(
-                    "another program has grabbed this scanner",
-                ))
-            }
-            Err(e) => return Err(e),
-        },
+        }
     };
     Ok((super::async_fd(file)?, note))
 }
