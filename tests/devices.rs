@@ -249,11 +249,16 @@ fn a_tty_that_vanishes_is_missing_and_read_again_when_it_returns() {
 
 #[test]
 fn a_missing_scanner_is_a_warning_and_the_station_works() {
-    let mut st = TestStation::start_with(&scanner_toml(
-        "counter",
-        "serial",
-        Path::new("/dev/ttyACM-not-here"),
-        "clerk",
+    // A fixed port, so that `yizhan status` finds the daemon.
+    let mut st = TestStation::start_with(&format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"\n{}",
+        free_port(),
+        scanner_toml(
+            "counter",
+            "serial",
+            Path::new("/dev/ttyACM-not-here"),
+            "clerk"
+        )
     ));
     let d = wait_state(&st, "counter", "missing");
     assert!(
@@ -262,6 +267,13 @@ fn a_missing_scanner_is_a_warning_and_the_station_works() {
     );
     st.wait_for_log("device not usable", LONG);
     st.checkin("RT-NO-SCANNER-1", "SF1234567890123");
+    let status = st.cli_json(&["status"]);
+    assert_eq!(status["devices"]["counter"]["state"], "missing", "{status}");
+    let text = String::from_utf8(st.cli(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains("device:    counter (scanner) MISSING: /dev/ttyACM-not-here"),
+        "{text}"
+    );
 }
 
 #[test]

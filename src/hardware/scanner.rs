@@ -89,11 +89,9 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
                             "another program has grabbed this scanner",
                         ))
                     }
-                    Err(e) => {
-                        return Err(std::io::Error::other(format!(
-                            "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
-                        )))
-                    }
+                    Err(e) => return Err(std::io::Error::other(format!(
+                        "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
+                    ))),
                 }
             }
         }
