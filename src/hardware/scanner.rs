@@ -89,9 +89,11 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
                             "another program has grabbed this scanner",
                         ))
                     }
-                    Err(e) => return Err(std::io::Error::other(format!(
+                    Err(e) => {
+                        return Err(std::io::Error::other(format!(
                         "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
-                    ))),
+                    )))
+                    }
                 }
             }
         }
@@ -100,19 +102,61 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
 }
 
 /// Raw mode at `baud`: bytes as they come, no echo, no line editing.
+///
+/// Through the C library's `tcgetattr`/`tcsetattr` (the `TCGETS` ioctls)
+/// rather than rustix's, which uses `TCGETS2`: qemu-user, where CI runs the
+/// ARM builds, answers that one with `ENOSYS`.
 pub(super) fn configure_tty(file: &File, baud: u32) -> std::io::Result<()> {
-    use rustix::termios::{self, OptionalActions};
-    let mut t = termios::tcgetattr(file).map_err(|e| {
-        if e == rustix::io::Errno::NOTTY {
-            std::io::Error::other("not a serial port (kind = \"serial\" needs a tty)")
-        } else {
-            e.into()
+    use std::os::fd::AsRawFd;
+    let speed = match baud {
+        1200 => libc::B1200,
+        2400 => libc::B2400,
+        4800 => libc::B4800,
+        9600 => libc::B9600,
+        19_200 => libc::B19200,
+        38_400 => libc::B38400,
+        57_600 => libc::B57600,
+        115_200 => libc::B115200,
+        230_400 => libc::B230400,
+        460_800 => libc::B460800,
+        500_000 => libc::B500000,
+        576_000 => libc::B576000,
+        921_600 => libc::B921600,
+        1_000_000 => libc::B1000000,
+        // Config validation allows only the rates above.
+        other => {
+            return Err(std::io::Error::other(format!(
+                "unsupported baud rate {other}"
+            )))
         }
-    })?;
-    t.make_raw();
-    t.set_speed(baud)?;
-    termios::tcsetattr(file, OptionalActions::Now, &t)?;
-    Ok(())
+    };
+    let fd = file.as_raw_fd();
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            let e = std::io::Error::last_os_error();
+            Err(if e.raw_os_error() == Some(libc::ENOTTY) {
+                std::io::Error::other("not a serial port (kind = \"serial\" needs a tty)")
+            } else {
+                e
+            })
+        }
+    };
+    // SAFETY: `termios` is plain data that `tcgetattr` fills in whole
+    // before it is read; `fd` is open for the duration (borrowed from
+    // `file`), and these calls touch no other memory.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        check(libc::tcgetattr(fd, &mut t))?;
+        libc::cfmakeraw(&mut t);
+        check(libc::cfsetispeed(&mut t, speed))?;
+        check(libc::cfsetospeed(&mut t, speed))?;
+        t.c_cc[libc::VMIN] = 1;
+        t.c_cc[libc::VTIME] = 0;
+        check(libc::tcsetattr(fd, libc::TCSANOW, &t))
+    }
 }
 
 /// Reads scans until the device goes away or `stop`.
