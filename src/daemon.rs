@@ -1,6 +1,9 @@
 //! `yizhan run`: the long-running daemon.
 //!
 //! # Lifecycle
+//! 0. Bind the API's address, then lock the data directory
+//!    ([`lock::DataLock`]): a start that cannot serve, or a second daemon
+//!    on the same data directory, stops here with nothing written.
 //! 1. Open the station (database migrated, device key, photo repair).
 //! 2. Bind the API; only then is the daemon ready (`READY=1` to systemd,
 //!    then `WATCHDOG=1` pings while the loop turns and the database answers).
@@ -23,6 +26,8 @@ use tokio::time::MissedTickBehavior;
 use crate::config::Config;
 use crate::station::{Station, StationError};
 
+pub mod lock;
+
 /// How long in-flight requests get to finish after the first signal.
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How often stale drafts are swept.
@@ -33,11 +38,16 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
 pub enum DaemonError {
     #[error(transparent)]
     Station(#[from] StationError),
-    #[error("cannot listen on {addr}: {source} (is another yizhan running? set api.listen)")]
+    #[error("cannot listen on {addr}: {source}{}", holder_words(.holder))]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
+        /// The yizhan already running on this data directory, if that is
+        /// who has the port.
+        holder: Option<String>,
     },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot start delivery to the platform: {0}")]
@@ -51,19 +61,39 @@ pub enum DaemonError {
     Task(String),
 }
 
+fn holder_words(holder: &Option<String>) -> String {
+    match holder {
+        Some(h) => format!(
+            "; another yizhan is running on this data directory ({h}): stop it first (systemctl stop yizhan)"
+        ),
+        None => "; another program has this port: set api.listen".to_owned(),
+    }
+}
+
 /// Runs the daemon until a signal asks it to stop.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let addr = config.api.listen;
+    // Nothing is written before the address is ours and the data directory
+    // is locked: a second daemon, or one that cannot serve, leaves the
+    // running one's database, key and operator token untouched.
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr,
+            source,
+            holder: lock::DataLock::holder(&config.storage.data_dir),
+        })?;
+    let serving = listener.local_addr().map_err(DaemonError::Serve)?;
+    let data_lock = lock::DataLock::acquire(&config.storage.data_dir, serving)?;
     let station = tokio::task::spawn_blocking(move || Station::open(config))
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))??;
     let path = station.config().operator_token_path();
     write_operator_token(&path, station.operator_token())
         .map_err(|source| DaemonError::OperatorToken { path, source })?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| DaemonError::Bind { addr, source })?;
-    run_on(station, listener, shutdown_signal()).await
+    let served = run_on(station, listener, shutdown_signal()).await;
+    drop(data_lock);
+    served
 }
 
 /// Writes this run's operator token, readable by the daemon's user only

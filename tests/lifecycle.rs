@@ -111,3 +111,74 @@ fn tells_systemd_it_is_ready_pings_the_watchdog_and_says_stopping() {
     });
     assert!(stopping.contains("STATUS=stopping"));
 }
+
+/// Issue 19: a second `yizhan run` on a running station used to apply
+/// migrations and rewrite `operator.token` before failing on the port
+/// (every script using the token got 401), and with another port it ran a
+/// second daemon on the same database. Now it stops first, naming the
+/// running one, and changes nothing.
+#[test]
+fn a_second_daemon_on_the_same_data_dir_exits_naming_the_first() {
+    let port = crate::platform::free_port();
+    let st = TestStation::start_with(&format!("[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let token_file = st.data_dir().join("operator.token");
+    let before = (
+        std::fs::read_to_string(&token_file).unwrap(),
+        std::fs::metadata(&token_file).unwrap().modified().unwrap(),
+    );
+    let first = format!("pid {} listening on 127.0.0.1:{port}", st.pid().unwrap());
+    // The same configuration: the port is taken, by this station's daemon.
+    let same = st.cli(&["run"]);
+    assert!(!same.status.success());
+    let text = String::from_utf8_lossy(&same.stderr);
+    assert!(
+        text.contains("another yizhan is running on this data directory") && text.contains(&first),
+        "{text}"
+    );
+    // Another port, the same data directory: refused by the lock.
+    let other = crate::platform::free_port();
+    let mut cmd = crate::util::yizhan();
+    let out = cmd
+        .arg("--config")
+        .arg(&st.config)
+        .arg("run")
+        .env_remove("YIZHAN_CONFIG")
+        .env("YIZHAN_API__LISTEN", format!("127.0.0.1:{other}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains(&first), "{text}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", other)).is_err(),
+        "the second daemon never served"
+    );
+    // The running daemon's token is untouched and still opens clerk endpoints.
+    let after = (
+        std::fs::read_to_string(&token_file).unwrap(),
+        std::fs::metadata(&token_file).unwrap().modified().unwrap(),
+    );
+    assert_eq!(before, after);
+    let (code, _) = st.get("/api/v1/sync");
+    assert_eq!(code, 200);
+    // The CLI still works beside the daemon.
+    st.cli_json(&["status"]);
+}
+
+/// A start that cannot bind its port writes nothing to the data directory:
+/// no database, no device key, no token.
+#[test]
+fn a_start_that_cannot_serve_changes_nothing_on_disk() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let st = TestStation::create(&format!("[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let out = st.cli(&["run"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("another program has this port"), "{text}");
+    assert!(
+        !st.data_dir().exists(),
+        "nothing written: {:?}",
+        std::fs::read_dir(st.data_dir()).map(|d| d.count())
+    );
+}
