@@ -115,7 +115,7 @@ impl Station {
                 })
             })
             .await?;
-        let now = chrono::Utc::now().timestamp();
+        let now = crate::clock::now().timestamp();
         let info = return_info(&parsed, &facts);
         let (provisional, source) =
             match code::decide(&parsed, &facts, cfg.codes.offline_policy, now) {

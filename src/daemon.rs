@@ -32,6 +32,9 @@ pub mod lock;
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How often stale drafts are swept.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
+/// How often the clock's trustworthiness is looked at (a kiosk that booted
+/// offline gets NTP when the network comes).
+const CLOCK_EVERY: Duration = Duration::from_secs(30);
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,7 @@ pub async fn run_on(
     tracing::info!(%addr, station_id = %station.config().station.id, version = env!("CARGO_PKG_VERSION"), "api listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
+    let clock = tokio::spawn(watch_clock(station.clone(), stop_rx.clone()));
     let sync = crate::sync::start(&station).map_err(DaemonError::Sync)?;
     let hardware = crate::hardware::start(&station);
     let watchdog = crate::systemd::watchdog_interval()
@@ -149,8 +153,10 @@ pub async fn run_on(
         } => Ok(()),
     };
     crate::systemd::notify("STOPPING=1\nSTATUS=stopping");
-    housekeeping.abort();
-    let _ = housekeeping.await;
+    for task in [housekeeping, clock] {
+        task.abort();
+        let _ = task.await;
+    }
     if let Some(w) = watchdog {
         w.abort();
         let _ = w.await;
@@ -169,6 +175,21 @@ async fn housekeeping(station: Station, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(e) = station.housekeeping().await {
                     tracing::warn!(error = %e, "housekeeping failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn watch_clock(station: Station, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(CLOCK_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = station.check_clock().await {
+                    tracing::warn!(error = %e, "cannot check the clock; will retry");
                 }
             }
             _ = stop.changed() => return,

@@ -78,6 +78,8 @@ pub struct Gauges {
     pub devices: Vec<(String, &'static str, &'static str)>,
     /// Print jobs waiting (None: no printer configured).
     pub print_queued: Option<i64>,
+    /// 1 when the clock is trusted, 0 when not (None: not checked yet).
+    pub clock_trusted: Option<i64>,
 }
 
 impl Metrics {
@@ -265,6 +267,15 @@ impl Metrics {
         ] {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {v}");
+        }
+        if let Some(v) = g.clock_trusted {
+            header(
+                &mut out,
+                "yizhan_clock_trusted",
+                "gauge",
+                "1 while the clock is synchronised and not behind the last event; 0 while events carry clock_trusted:false.",
+            );
+            let _ = writeln!(out, "yizhan_clock_trusted {v}");
         }
         self.render_devices(&mut out, g);
         out

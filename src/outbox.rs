@@ -124,6 +124,16 @@ pub fn append(
     Ok(envelope)
 }
 
+/// When the last committed event happened (the clock must not read
+/// earlier).
+pub fn last_occurred_at(c: &Connection) -> Result<Option<String>, DbError> {
+    Ok(
+        c.prepare_cached("SELECT occurred_at FROM events ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?,
+    )
+}
+
 /// An outbox row with its delivery state.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
@@ -249,7 +259,7 @@ pub fn backlog(conn: &Connection) -> Result<Backlog, DbError> {
     let oldest_pending_s = oldest_pending_at
         .as_deref()
         .and_then(clock::parse)
-        .map(|t| (chrono::Utc::now() - t).num_seconds().max(0));
+        .map(|t| (crate::clock::now() - t).num_seconds().max(0));
     Ok(Backlog {
         pending_events,
         oldest_pending_at,

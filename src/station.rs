@@ -71,6 +71,8 @@ struct Inner {
     notices: broadcast::Sender<Notice>,
     /// The kiosk's devices: their states, recent scans, the camera's frame.
     devices: Devices,
+    /// Whether the clock can be trusted, as last checked.
+    clock: std::sync::Mutex<Option<crate::clock::Trust>>,
 }
 
 /// Something the kiosk screen should hear about at once.
@@ -106,6 +108,8 @@ pub enum Notice {
     },
     /// The platform's commands put parcels on hold.
     Held { parcels: usize },
+    /// The clock became untrusted, or trusted again.
+    Clock { trusted: bool },
     /// A parcel changed state (committed).
     Parcel {
         parcel_id: crate::parcel::ParcelId,
@@ -149,6 +153,7 @@ impl Station {
                 operator_token,
                 notices: broadcast::channel(256).0,
                 devices: Devices::default(),
+                clock: std::sync::Mutex::new(None),
             }),
         };
         station.discard_stale_drafts_blocking()?;
@@ -228,6 +233,42 @@ impl Station {
         self.inner.key.verifying_key()
     }
 
+    /// Looks at the clock (the OS's word and the last event's time): logs
+    /// once when it stops, or starts again, being trustworthy, and tells
+    /// the screen. Events carry the same verdict (`clock_trusted`).
+    pub async fn check_clock(&self) -> Result<crate::clock::Trust, DbError> {
+        let last = self.db().read(crate::outbox::last_occurred_at).await?;
+        let (now, synced) = self.events().clock.now();
+        let trust = crate::clock::Trust::judge(now, synced, last.as_deref());
+        let before = {
+            let mut state = self.inner.clock.lock().unwrap_or_else(|e| e.into_inner());
+            state.replace(trust.clone())
+        };
+        if before.as_ref().map(|t| t.trusted) != Some(trust.trusted) {
+            match (&before, trust.trusted) {
+                (_, false) => tracing::warn!(
+                    reason = trust.reason.as_deref().unwrap_or(""),
+                    "the clock cannot be trusted; events are marked clock_trusted:false until it is synchronised"
+                ),
+                (Some(_), true) => tracing::info!("the clock is trusted again"),
+                (None, true) => {}
+            }
+            self.notify(Notice::Clock {
+                trusted: trust.trusted,
+            });
+        }
+        Ok(trust)
+    }
+
+    /// The clock's verdict as last checked (`None` before the first check).
+    pub fn clock_trust(&self) -> Option<crate::clock::Trust> {
+        self.inner
+            .clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Periodic upkeep: discards stale drafts and their unused photos, and
     /// purges photo files whose upload was confirmed long enough ago.
     pub async fn housekeeping(&self) -> Result<(), DbError> {
@@ -244,7 +285,7 @@ impl Station {
     /// their upload was confirmed; their rows (and metadata) stay.
     pub fn purge_uploaded_photos_blocking(&self) -> Result<(), DbError> {
         let days = i64::from(self.inner.config.storage.photo_retention_days);
-        let cutoff = crate::clock::format(chrono::Utc::now() - chrono::Duration::days(days));
+        let cutoff = crate::clock::format(crate::clock::now() - chrono::Duration::days(days));
         let due = self
             .inner
             .db
@@ -280,7 +321,7 @@ impl Station {
     }
 
     fn discard_stale_drafts_blocking(&self) -> Result<(), DbError> {
-        let cutoff = crate::clock::format(chrono::Utc::now() - DRAFT_TTL);
+        let cutoff = crate::clock::format(crate::clock::now() - DRAFT_TTL);
         let photos = self.inner.photos.clone();
         let (n, files) = self.inner.db.with_writer_blocking(|conn| {
             let (n, unused) =

@@ -182,3 +182,55 @@ fn a_start_that_cannot_serve_changes_nothing_on_disk() {
         std::fs::read_dir(st.data_dir()).map(|d| d.count())
     );
 }
+
+/// Issue 19: a kiosk whose clock is wrong used to say so only inside each
+/// event (`clock_trusted:false`). Booting "in 1970", behind the last event,
+/// is now a warning in the log, `clock` on `/healthz`, a line in `status`,
+/// a metric and a flag for the screen. The daemon's clock hook
+/// (`YIZHAN_CLOCK_OFFSET_S`) moves its clock, not the machine's.
+#[test]
+fn a_clock_behind_the_last_event_is_visible_everywhere() {
+    let port = crate::platform::free_port();
+    let mut st = TestStation::start_with(&format!("[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+    st.checkin("RT-CLOCK-0001", "SF8200000000101");
+    let (_, h) = st.get("/healthz");
+    assert_eq!(h["clock"]["trusted"], true, "{h}");
+    assert!(st.terminate());
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 2 January 1970.
+    st.env.push((
+        "YIZHAN_CLOCK_OFFSET_S".into(),
+        (86_400 - since_epoch).to_string(),
+    ));
+    st.spawn();
+    st.wait_for_log("the clock cannot be trusted", Duration::from_secs(30));
+    let (_, h) = st.get("/healthz");
+    assert_eq!(h["clock"]["trusted"], false, "{h}");
+    assert!(
+        h["clock"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("earlier than the last event"),
+        "{h}"
+    );
+    assert!(st.get_text("/metrics").contains("yizhan_clock_trusted 0"));
+    let text = String::from_utf8(st.cli(&["status"]).stdout).unwrap();
+    assert!(text.contains("CLOCK:     NOT TRUSTED"), "{text}");
+    let (_, kiosk) = st.request_as(None, "GET", "/api/v1/kiosk", None);
+    assert_eq!(kiosk["clock_trusted"], false);
+    // Check-ins go on; their events say the time is not to be trusted.
+    st.checkin("RT-CLOCK-0002", "SF8200000000102");
+    let (at, trusted): (String, String) = st
+        .db()
+        .query_row(
+            "SELECT e.occurred_at, b.body FROM events e JOIN event_bodies b USING (seq) ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(at.starts_with("1970-01-02"), "{at}");
+    assert!(trusted.contains("\"clock_trusted\":false"), "{trusted}");
+}

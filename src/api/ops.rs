@@ -37,6 +37,11 @@ pub async fn healthz(State(st): State<Station>) -> Response {
         "db": db_state,
         "sqlite": rusqlite::version(),
     });
+    // The clock: an untrusted one is a warning (events say so), not a
+    // failed liveness check.
+    if let Ok(trust) = st.check_clock().await {
+        body["clock"] = json!(trust);
+    }
     // The kiosk's devices: a problem with one is a warning, not a failed
     // liveness check (the station works without them).
     let devices = st.devices().snapshot();
@@ -54,7 +59,7 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
         .db()
         .read(move |c| -> Result<Gauges, CheckinError> {
             let backlog = outbox::backlog(c)?;
-            let cutoff = crate::clock::format(chrono::Utc::now() - chrono::Duration::hours(sla_h));
+            let cutoff = crate::clock::format(crate::clock::now() - chrono::Duration::hours(sla_h));
             let counts = parcel::store::counts(c)?;
             let photos = crate::sync::queue::photo_backlog(c)?;
             Ok(Gauges {
@@ -94,6 +99,7 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
             .as_deref()
             .and_then(crate::clock::parse)
             .map_or(0, |t| t.timestamp()),
+        clock_trusted: st.clock_trust().map(|t| i64::from(t.trusted)),
         devices: st
             .devices()
             .snapshot()
@@ -154,6 +160,7 @@ pub async fn kiosk(State(st): State<Station>) -> Json<Value> {
         "pickup_sla_h": c.station.pickup_sla_h,
         "kiosk_idle_s": c.api.kiosk_idle_s,
         "session_idle_min": c.api.session_idle_min,
+        "clock_trusted": st.clock_trust().is_none_or(|t| t.trusted),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

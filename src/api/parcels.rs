@@ -187,7 +187,7 @@ pub async fn list(
         .parcels(state, q.limit.unwrap_or(100).clamp(1, 1000))
         .await?;
     let sla = chrono::Duration::hours(i64::from(st.config().station.pickup_sla_h));
-    let cutoff = crate::clock::format(chrono::Utc::now() - sla);
+    let cutoff = crate::clock::format(crate::clock::now() - sla);
     let parcels: Vec<serde_json::Value> = parcels
         .into_iter()
         .map(|p| {

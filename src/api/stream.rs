@@ -89,6 +89,7 @@ fn notice_event(n: &Notice) -> Event {
         Notice::Device { .. } => "device",
         Notice::Parcel { .. } => "parcel",
         Notice::Held { .. } => "held",
+        Notice::Clock { .. } => "clock",
     };
     Event::default()
         .event(name)

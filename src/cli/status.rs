@@ -35,12 +35,15 @@ struct Status {
     /// The kiosk's devices as the running daemon sees them (SPEC §10).
     #[serde(skip_serializing_if = "Option::is_none")]
     devices: Option<serde_json::Value>,
+    /// Whether the running daemon trusts its clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock: Option<serde_json::Value>,
 }
 
 pub fn run(config: &Config, out: Output) -> Result<()> {
     let db = open_db(config, false)?;
     let sla = config.station.pickup_sla_h;
-    let cutoff = clock::format(chrono::Utc::now() - chrono::Duration::hours(i64::from(sla)));
+    let cutoff = clock::format(crate::clock::now() - chrono::Duration::hours(i64::from(sla)));
     let (parcels, overdue, backlog, (manifest_entries, manifest_cursor), photos) = db
         .read_blocking(|c| {
             Ok::<_, DbError>((
@@ -53,9 +56,10 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
         })?;
     let health = daemon_get(config.api.listen, "/healthz", None).filter(|(code, _)| *code == 200);
     let running = health.is_some();
-    let devices = health
-        .and_then(|(_, body)| serde_json::from_slice::<serde_json::Value>(&body).ok())
-        .and_then(|v| v.get("devices").cloned());
+    let health: Option<serde_json::Value> =
+        health.and_then(|(_, body)| serde_json::from_slice(&body).ok());
+    let devices = health.as_ref().and_then(|v| v.get("devices").cloned());
+    let clock = health.as_ref().and_then(|v| v.get("clock").cloned());
     // The sync view is for clerks; the daemon's operator token (readable
     // by its own user and root) opens it.
     let token = std::fs::read_to_string(config.operator_token_path()).ok();
@@ -83,6 +87,7 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
         sync,
         sync_configured: config.sync.enabled(),
         devices,
+        clock,
     };
     out.print(&status, print_human)
 }
@@ -128,6 +133,14 @@ fn print_human(s: &Status) {
         p.pending_photos, p.dead_photos, p.uploaded_photos
     );
     println!("sync:      {}", sync_line(s));
+    if let Some(clock) = &s.clock {
+        if clock.get("trusted") == Some(&serde_json::Value::Bool(false)) {
+            let reason = clock.get("reason").and_then(serde_json::Value::as_str);
+            println!("CLOCK:     NOT TRUSTED: {}", reason.unwrap_or("unknown"));
+        } else {
+            println!("clock:     trusted");
+        }
+    }
     if let Some(devices) = s.devices.as_ref().and_then(serde_json::Value::as_object) {
         for (name, d) in devices {
             let text = |k: &str| d.get(k).and_then(serde_json::Value::as_str).unwrap_or("");

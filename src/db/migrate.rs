@@ -108,7 +108,7 @@ fn user_version(conn: &Connection) -> Result<u32, DbError> {
 
 fn backup_before_migration(conn: &Connection, dir: &Path, from: u32) -> Result<(), DbError> {
     std::fs::create_dir_all(dir).map_err(|e| DbError::Backup(format!("{}: {e}", dir.display())))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let stamp = crate::clock::now().format("%Y%m%dT%H%M%SZ");
     let target = dir.join(format!("pre-migration-v{from}-{stamp}.db"));
     backup_to(conn, &target).map_err(|e| DbError::Backup(format!("{}: {e}", target.display())))?;
     tracing::info!(backup = %target.display(), from, "backed up the database before migrating");

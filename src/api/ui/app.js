@@ -641,9 +641,12 @@
   }
   function renderDevices() {
     const bad = Object.entries(hw.devices || {}).filter(([, d]) => d.state !== "ok" && d.state !== "starting");
-    $("k-devices").hidden = bad.length === 0;
-    $("k-devices").textContent = bad.length ? t("dev.problem") + bad.map(([name, d]) =>
-      t("dev.kind." + d.kind) + (name === d.kind ? "" : " " + name) + ": " + t("dev.state." + d.state)).join(" · ") : "";
+    const parts = [];
+    if (kiosk.clock_trusted === false) parts.push(t("clock.untrusted"));
+    if (bad.length) parts.push(t("dev.problem") + bad.map(([name, d]) =>
+      t("dev.kind." + d.kind) + (name === d.kind ? "" : " " + name) + ": " + t("dev.state." + d.state)).join(" · "));
+    $("k-devices").hidden = parts.length === 0;
+    $("k-devices").textContent = parts.join(" — ");
   }
   // A scan from one of the kiosk's own scanners: the daemon has decided it;
   // the screen fetches what it needs by id and moves on by itself.
@@ -666,6 +669,9 @@
   function listen() {
     const es = new EventSource("/api/v1/stream");
     es.addEventListener("scan", (e) => { try { deviceScan(JSON.parse(e.data)); } catch (err) { /* ignore */ } });
+    es.addEventListener("clock", (e) => {
+      try { kiosk.clock_trusted = JSON.parse(e.data).trusted; renderDevices(); } catch (err) { /* ignore */ }
+    });
     es.addEventListener("device", (e) => {
       try {
         const d = JSON.parse(e.data);
