@@ -9,7 +9,12 @@
 //! - `occurred_at` is the counter time; `clock_trusted` is false when the OS
 //!   says the clock is unsynchronised or when it reads earlier than the last
 //!   committed event.
-//! - Rows are never deleted here; delivery state is the sync side's business.
+//! - Events are deleted only by [`prune_delivered`], and only a prefix of
+//!   them: delivered at least `storage.event_retention_days` ago (SPEC §5),
+//!   never an undelivered or dead-lettered one, never the last. The
+//!   `pruned_through` counter records where the kept range starts, so a gap
+//!   anywhere else is still an error for `yizhan db check`. Delivery state
+//!   is otherwise the sync side's business.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
@@ -122,6 +127,73 @@ pub fn append(
     tx.prepare_cached("INSERT INTO outbox_pending (seq) VALUES (?1)")?
         .execute([seq])?;
     Ok(envelope)
+}
+
+/// Most events deleted by one [`prune_delivered`] transaction: short
+/// transactions, so check-ins never wait long behind a pruning.
+pub const PRUNE_BATCH: usize = 500;
+
+/// Deletes the oldest delivered events, up to [`PRUNE_BATCH`]: those at the
+/// front of the outbox (from `pruned_through + 1` on) that were delivered
+/// before `cutoff`, stopping at the first that was not (undelivered, a
+/// dead letter, delivered since, or the very last event). Returns how many
+/// went.
+pub fn prune_delivered(tx: &Transaction<'_>, cutoff: &str) -> Result<usize, DbError> {
+    let from = pruned_through(tx)?;
+    let max: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT e.seq, e.dead_at IS NOT NULL,
+                EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = e.seq),
+                COALESCE(e.delivered_at,
+                         (SELECT r.delivered_at FROM delivery_runs r
+                          WHERE r.first_seq <= e.seq AND r.last_seq >= e.seq
+                          ORDER BY r.first_seq DESC LIMIT 1))
+         FROM events e WHERE e.seq > ?1 AND e.seq < ?2 ORDER BY e.seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![from, max, PRUNE_BATCH as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, bool>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut through = from;
+    for row in rows {
+        let (seq, dead, pending, delivered_at) = row?;
+        let old_enough = delivered_at.is_some_and(|at| at.as_str() < cutoff);
+        // Only a prefix goes: the kept range stays one run of seq.
+        if seq != through + 1 || dead || pending || !old_enough {
+            break;
+        }
+        through = seq;
+    }
+    if through == from {
+        return Ok(0);
+    }
+    tx.prepare_cached("DELETE FROM event_bodies WHERE seq <= ?1")?
+        .execute([through])?;
+    let n = tx
+        .prepare_cached("DELETE FROM events WHERE seq <= ?1")?
+        .execute([through])?;
+    tx.prepare_cached("DELETE FROM delivery_runs WHERE last_seq <= ?1")?
+        .execute([through])?;
+    tx.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES ('pruned_through', ?1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([through])?;
+    Ok(n)
+}
+
+/// The last `seq` pruned (0: none): the kept events start after it.
+pub fn pruned_through(c: &Connection) -> Result<i64, DbError> {
+    Ok(
+        c.prepare_cached("SELECT value FROM counters WHERE name = 'pruned_through'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
 }
 
 /// When the last committed event happened (the clock must not read
@@ -320,6 +392,108 @@ mod tests {
         let all = db.read_blocking(|c| list(c, Filter::Pending, 10)).unwrap();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(all[1].envelope["event_id"], second.event_id);
+    }
+
+    #[test]
+    fn pruning_takes_only_the_old_delivered_prefix_and_never_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        for _ in 0..10 {
+            append_one(&db).unwrap();
+        }
+        let prune = |cutoff: &str| {
+            db.write_blocking(Durability::Full, |tx| prune_delivered(tx, cutoff))
+                .unwrap()
+        };
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            crate::sync::queue::mark_delivered(
+                tx,
+                &[1, 2, 3, 4, 5, 6],
+                "2026-01-01T00:00:00.000Z",
+            )?;
+            crate::sync::queue::mark_delivered(tx, &[7], "2026-06-01T00:00:00.000Z")?;
+            crate::sync::queue::mark_delivered(tx, &[10], "2026-01-01T00:00:00.000Z")?;
+            tx.execute("DELETE FROM outbox_pending WHERE seq = 8", [])?;
+            tx.execute("UPDATE events SET dead_at = 'x' WHERE seq = 8", [])?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(prune("2025-12-31T00:00:00.000Z"), 0, "nothing old enough");
+        assert_eq!(prune("2026-03-01T00:00:00.000Z"), 6, "1-6; 7 is too recent");
+        assert_eq!(db.read_blocking(pruned_through).unwrap(), 6);
+        assert_eq!(
+            prune("2027-01-01T00:00:00.000Z"),
+            1,
+            "7; then 8 is a dead letter"
+        );
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            tx.execute("UPDATE events SET dead_at = NULL, delivered_at = '2026-01-02T00:00:00.000Z' WHERE seq = 8", [])?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(prune("2027-01-01T00:00:00.000Z"), 1, "8; then 9 is pending");
+        db.write_blocking(Durability::Full, |tx| {
+            crate::sync::queue::mark_delivered(tx, &[9], "2026-01-01T00:00:00.000Z")
+        })
+        .unwrap();
+        assert_eq!(
+            prune("2027-01-01T00:00:00.000Z"),
+            1,
+            "9, never the last (10)"
+        );
+        let left: Vec<i64> = db
+            .read_blocking(|c| -> Result<Vec<i64>, DbError> {
+                let mut st = c.prepare("SELECT seq FROM events")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(left, [10]);
+        assert_eq!(db.read_blocking(pruned_through).unwrap(), 9);
+    }
+
+    /// Pruned pages are reused: a station that keeps pruning what it
+    /// delivered keeps a database of the same size, however long it runs.
+    #[test]
+    fn the_file_stops_growing_once_events_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let db = Db::open(&path, dir.path()).unwrap();
+        let mut sizes = Vec::new();
+        for round in 0..4 {
+            for _ in 0..2000 {
+                append_one(&db).unwrap();
+            }
+            let last = db
+                .read_blocking(|c| -> Result<i64, DbError> {
+                    Ok(c.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?)
+                })
+                .unwrap();
+            let seqs: Vec<i64> = (1..=last).collect();
+            db.write_blocking(Durability::Full, |tx| {
+                crate::sync::queue::mark_delivered(tx, &seqs, "2026-01-01T00:00:00.000Z")
+            })
+            .unwrap();
+            while db
+                .write_blocking(Durability::Full, |tx| {
+                    prune_delivered(tx, "2027-01-01T00:00:00.000Z")
+                })
+                .unwrap()
+                > 0
+            {}
+            db.checkpoint().unwrap();
+            sizes.push(std::fs::metadata(&path).unwrap().len());
+            assert_eq!(
+                db.read_blocking(pruned_through).unwrap(),
+                last - 1,
+                "round {round}"
+            );
+        }
+        // The first round sized the file; the others reused its pages.
+        assert!(
+            sizes[3] <= sizes[1] + sizes[1] / 20,
+            "the file kept growing: {sizes:?}"
+        );
     }
 
     #[test]

@@ -275,7 +275,8 @@ impl Station {
         let station = self.clone();
         tokio::task::spawn_blocking(move || {
             station.discard_stale_drafts_blocking()?;
-            station.purge_uploaded_photos_blocking()
+            station.purge_uploaded_photos_blocking()?;
+            station.prune_events_blocking()
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
@@ -315,6 +316,34 @@ impl Station {
                 photos = purged,
                 retention_days = days,
                 "purged uploaded photo files"
+            );
+        }
+        Ok(())
+    }
+
+    /// SPEC §5: delivered events are kept `storage.event_retention_days`,
+    /// then pruned, oldest first, in short transactions (see
+    /// [`crate::outbox::prune_delivered`]). Their pages are reused by new
+    /// events, so the database file stops growing.
+    pub fn prune_events_blocking(&self) -> Result<(), DbError> {
+        let days = i64::from(self.inner.config.storage.event_retention_days);
+        let cutoff = crate::clock::format(crate::clock::now() - chrono::Duration::days(days));
+        let mut total = 0;
+        loop {
+            // Relaxed: a pruning lost to a power cut is done again, harmlessly.
+            let n = self.inner.db.write_blocking(Durability::Relaxed, |tx| {
+                crate::outbox::prune_delivered(tx, &cutoff)
+            })?;
+            total += n;
+            if n < crate::outbox::PRUNE_BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(
+                events = total,
+                retention_days = days,
+                "pruned delivered events past their retention"
             );
         }
         Ok(())

@@ -735,3 +735,48 @@ fn mqtt_password_comes_from_its_file_and_is_never_logged() {
         );
     }
 }
+
+/// SPEC §5: delivered events are kept `storage.event_retention_days`, then
+/// pruned (issue 19: the setting was validated but never used, and the
+/// database grew for ever). Moved 31 days on with the daemon's clock hook:
+/// the delivered ones go, the dead letter and everything after it stay,
+/// and `db check` still finds no gap.
+#[test]
+fn delivered_events_are_pruned_after_their_retention_and_no_other() {
+    let platform = FakePlatform::start(true);
+    *platform.state.reject_return.lock().unwrap() = Some("RT-FAST-00010".into());
+    let mut st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n[storage]\nevent_retention_days = 30\n{}",
+        sync_toml(None, Some(&platform.base_url()), "events_via = \"https\"")
+    ));
+    for n in 0..12 {
+        quick_checkin(&st, n);
+    }
+    wait_until("11 delivered, 1 dead letter", LONG, || {
+        let v = sync_view(&st);
+        (v["dead_letters"] == 1 && v["pending_events"] == 0).then_some(())
+    });
+    assert!(st.terminate());
+    // A month later, with the platform unreachable.
+    platform.set_up(false);
+    st.env
+        .push(("YIZHAN_CLOCK_OFFSET_S".into(), (31 * 86_400).to_string()));
+    st.spawn();
+    st.wait_for_log("pruned delivered events", LONG);
+    quick_checkin(&st, 12);
+    let kept: Vec<i64> = {
+        let db = st.db();
+        let mut stmt = db.prepare("SELECT seq FROM events ORDER BY seq").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // 1-10 delivered and old: pruned. 11 is the dead letter (the 11th
+    // check-in), 12 after it, 13 new and pending.
+    assert_eq!(kept, [11, 12, 13]);
+    let check = st.cli_json(&["db", "check"]);
+    assert_eq!(check["pruned_through"], 10, "{check}");
+    assert_eq!(check["seq_gaps"], 0, "{check}");
+    assert_eq!(st.cli_json(&["outbox", "dead"])["events"][0]["seq"], 11);
+}

@@ -15,6 +15,8 @@ struct CheckReport {
     integrity: Vec<String>,
     foreign_key_violations: i64,
     events: i64,
+    /// Events up to this `seq` were pruned after their retention (SPEC §5).
+    pruned_through: i64,
     last_seq: i64,
     seq_gaps: i64,
     photos: Report,
@@ -58,12 +60,20 @@ fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
             [],
             |r| r.get(0),
         )?;
-        // Delivered events may be purged from the front, never from the middle.
+        // Delivered events are pruned from the front, never from the
+        // middle: the kept ones run from `pruned_through + 1` to the last.
+        let pruned_through = crate::outbox::pruned_through(c)?;
+        let first = if events == 0 {
+            first
+        } else {
+            first.min(pruned_through + 1)
+        };
         let seq_gaps = (last - first + 1 - events) + (last_seq - last);
         Ok(CheckReport {
             integrity,
             foreign_key_violations,
             events,
+            pruned_through,
             last_seq,
             seq_gaps,
             photos: photos.check(c, false)?,
@@ -74,8 +84,11 @@ fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
         println!("integrity:    {}", r.integrity.join("; "));
         println!("foreign keys: {} violation(s)", r.foreign_key_violations);
         println!(
-            "events:       {} stored, last seq {}, {} gap(s)",
-            r.events, r.last_seq, r.seq_gaps
+            "events:       {} stored (seq {} to {}), {} gap(s)",
+            r.events,
+            r.pruned_through + 1,
+            r.last_seq,
+            r.seq_gaps
         );
         println!(
             "photos:       {} orphan file(s), {} missing file(s), {} temp file(s)",
