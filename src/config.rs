@@ -72,6 +72,16 @@ pub struct ApiConfig {
     /// The customer screens go back to the start after this many seconds
     /// without a touch or a scan.
     pub kiosk_idle_s: u32,
+    /// A request's headers must arrive within this many seconds of the
+    /// connection (or its previous request).
+    pub header_timeout_s: u32,
+    /// A request's body must arrive within this many seconds.
+    pub body_timeout_s: u32,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout_s: u32,
+    /// Connections served at once; more are answered 503 `busy` at once.
+    /// 0: three quarters of the open-file limit left after a reserve.
+    pub max_connections: u32,
 }
 
 /// `[codes]`: return-code policy and trusted platform keys.

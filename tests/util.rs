@@ -60,6 +60,8 @@ pub struct TestStation {
     logs: Arc<Mutex<Vec<String>>>,
     /// Extra environment for the daemon process.
     pub env: Vec<(String, String)>,
+    /// Runs the daemon with this open-file limit (soft and hard).
+    pub fd_limit: Option<u32>,
 }
 
 impl TestStation {
@@ -99,6 +101,7 @@ impl TestStation {
             child: None,
             logs: Arc::new(Mutex::new(Vec::new())),
             env: Vec::new(),
+            fd_limit: None,
         }
     }
 
@@ -114,7 +117,20 @@ impl TestStation {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.logs.lock().unwrap().clear();
-        let mut child = yizhan()
+        let mut cmd = yizhan();
+        if let Some(n) = self.fd_limit {
+            // Through a shell, so the limit holds from exec on (a kiosk's
+            // `LimitNOFILE=`).
+            let program = cmd.get_program().to_owned();
+            let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+            cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$@\""))
+                .arg("sh")
+                .arg(program)
+                .args(args);
+        }
+        let mut child = cmd
             .args(["--config", self.config.to_str().unwrap(), "run"])
             .env_remove("YIZHAN_CONFIG")
             .envs(self.env.iter().cloned())

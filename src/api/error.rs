@@ -77,7 +77,17 @@ impl From<CheckinError> for ApiError {
             E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::NoCode { .. } => (S::UNPROCESSABLE_ENTITY, "no_code"),
-            E::Photo(p) => photo_status(p),
+            E::Photo(p) => {
+                let (status, code) = photo_status(p);
+                if code == "disk_full" {
+                    return ApiError::new(
+                        status,
+                        code,
+                        format!("the station's disk is full: the photo was not saved; free space and try again ({e})"),
+                    );
+                }
+                (status, code)
+            }
             E::Db(d) => return db_error(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -94,7 +104,14 @@ fn photo_status(e: &PhotoError) -> (StatusCode, &'static str) {
         PhotoError::UnsupportedFormat => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_photo_format"),
         PhotoError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "photo_too_large"),
         PhotoError::StorageFull { .. } => (S::INSUFFICIENT_STORAGE, "storage_full"),
-        PhotoError::Io(_) => (S::INTERNAL_SERVER_ERROR, "storage_error"),
+        PhotoError::Io(io) => match io.raw_os_error() {
+            // The file system is full (the free-space floor was not
+            // enough, or is 0): nothing of the photo was kept.
+            Some(libc::ENOSPC | libc::EDQUOT) => (S::INSUFFICIENT_STORAGE, "disk_full"),
+            // Out of file descriptors: a moment later it works.
+            Some(libc::EMFILE | libc::ENFILE) => (S::SERVICE_UNAVAILABLE, "busy"),
+            _ => (S::INTERNAL_SERVER_ERROR, "storage_error"),
+        },
     }
 }
 
@@ -157,6 +174,30 @@ mod tests {
         assert_eq!(api.status, StatusCode::INSUFFICIENT_STORAGE, "{api:?}");
         assert_eq!(api.code, "disk_full");
         assert!(api.message.contains("disk is full"), "{}", api.message);
+    }
+
+    /// A full file system under the photo store is a 507 and running out
+    /// of file descriptors a 503 to retry, never a 500 (issue 19: both
+    /// answered 500).
+    #[test]
+    fn photo_storage_errors_say_full_or_busy() {
+        let io = |errno| {
+            ApiError::from(CheckinError::Photo(PhotoError::Io(
+                std::io::Error::from_raw_os_error(errno),
+            )))
+        };
+        let full = io(libc::ENOSPC);
+        assert_eq!(
+            (full.status, full.code),
+            (StatusCode::INSUFFICIENT_STORAGE, "disk_full")
+        );
+        let busy = io(libc::EMFILE);
+        assert_eq!(
+            (busy.status, busy.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+        );
+        let other = io(libc::EIO);
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     /// A failed group commit is judged by SQLite's code like a failed

@@ -30,6 +30,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     format!("the JSON body is larger than {MAX_JSON_BYTES} bytes"),
                 ),
                 BodyError::Broken(m) => ApiError::bad_request("invalid_body", m),
+                BodyError::TimedOut(m) => timed_out(m),
             })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
@@ -47,7 +48,16 @@ pub async fn body_bytes(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
             format!("the upload is larger than {limit} bytes"),
         ),
         BodyError::Broken(m) => ApiError::bad_request("invalid_body", m),
+        BodyError::TimedOut(m) => timed_out(m),
     })
+}
+
+fn timed_out(message: String) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!("{message}; send it again"),
+    )
 }
 
 /// How much of an oversized body is read and thrown away so the client,
@@ -58,6 +68,8 @@ const DRAIN_CAP: usize = 64 * 1024 * 1024;
 enum BodyError {
     TooLarge,
     Broken(String),
+    /// Not all of it arrived within `api.body_timeout_s`.
+    TimedOut(String),
 }
 
 /// Reads at most `limit` bytes; past that, drains (up to [`DRAIN_CAP`])
@@ -66,8 +78,13 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, BodyError
     let mut out = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| BodyError::Broken(format!("could not read the body: {e}")))?;
+        let frame = frame.map_err(|e| {
+            let e = e.into_inner();
+            match e.downcast_ref::<super::serve::BodyTimedOut>() {
+                Some(t) => BodyError::TimedOut(t.to_string()),
+                None => BodyError::Broken(format!("could not read the body: {e}")),
+            }
+        })?;
         let Ok(data) = frame.into_data() else {
             continue;
         };

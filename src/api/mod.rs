@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod ops;
 mod parcels;
+pub mod serve;
 mod stream;
 mod ui;
 
@@ -99,15 +100,31 @@ pub fn router(station: Station) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
-/// the requests in flight.
+/// the requests in flight (see [`serve`] for the limits on connections).
 pub async fn serve(
     station: Station,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(station))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = serve::Limits::at_start(&station.config().api);
+    let open = std::sync::Arc::new(serve::Open::default());
+    tracing::info!(
+        open_files = limits.open_files,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
+    let info = std::sync::Arc::new(ServeInfo {
+        limits: limits.clone(),
+        open: open.clone(),
+    });
+    let app = router(station).layer(axum::Extension(info));
+    serve::serve(app, listener, limits, open, shutdown).await
+}
+
+/// What `/healthz` says about the connections.
+pub struct ServeInfo {
+    pub limits: serve::Limits,
+    pub open: std::sync::Arc<serve::Open>,
 }
 
 async fn not_found() -> ApiError {

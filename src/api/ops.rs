@@ -17,7 +17,10 @@ use crate::station::Station;
 use crate::{manifest, outbox, parcel};
 
 /// Liveness: the database answers. 503 when it does not.
-pub async fn healthz(State(st): State<Station>) -> Response {
+pub async fn healthz(
+    State(st): State<Station>,
+    serving: Option<axum::Extension<std::sync::Arc<super::ServeInfo>>>,
+) -> Response {
     let db = st
         .db()
         .read(|c| {
@@ -37,6 +40,13 @@ pub async fn healthz(State(st): State<Station>) -> Response {
         "db": db_state,
         "sqlite": rusqlite::version(),
     });
+    if let Some(axum::Extension(info)) = serving {
+        body["connections"] = json!({
+            "open": info.open.now(),
+            "max": info.limits.max_connections,
+            "open_files_limit": info.limits.open_files,
+        });
+    }
     // The clock: an untrusted one is a warning (events say so), not a
     // failed liveness check.
     if let Ok(trust) = st.check_clock().await {

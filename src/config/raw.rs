@@ -51,6 +51,10 @@ struct RawApi {
     listen: String,
     session_idle_min: i64,
     kiosk_idle_s: i64,
+    header_timeout_s: i64,
+    body_timeout_s: i64,
+    idle_timeout_s: i64,
+    max_connections: i64,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +260,34 @@ impl Raw {
                 10,
                 3600,
                 "seconds",
+            ),
+            header_timeout_s: p.range(
+                "api.header_timeout_s",
+                self.api.header_timeout_s,
+                1,
+                300,
+                "seconds",
+            ),
+            body_timeout_s: p.range(
+                "api.body_timeout_s",
+                self.api.body_timeout_s,
+                1,
+                3600,
+                "seconds",
+            ),
+            idle_timeout_s: p.range(
+                "api.idle_timeout_s",
+                self.api.idle_timeout_s,
+                1,
+                3600,
+                "seconds",
+            ),
+            max_connections: p.range(
+                "api.max_connections",
+                self.api.max_connections,
+                0,
+                100_000,
+                "connections (0: from the open-file limit)",
             ),
         };
         let codes = CodesConfig {
