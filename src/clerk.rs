@@ -11,6 +11,7 @@
 //!   [`Throttle`]), so guessing a 4-digit PIN takes days, not minutes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -276,11 +277,19 @@ impl Sessions {
     }
 }
 
-/// Wrong-PIN throttling. Per claimed clerk id: [`FREE_TRIES`] wrong PINs,
-/// then a lock of 30 s that doubles with each further failure up to 15 min.
-/// Station-wide: more than [`STATION_FAILURES_PER_MIN`] failures in a
-/// minute (someone cycling through clerk ids) locks every login for a
-/// minute. A correct PIN resets its clerk's count.
+/// Wrong-PIN throttling that cannot lock the clerks out.
+///
+/// - A clerk id that exists: [`FREE_TRIES`] wrong PINs, then a lock of 30 s
+///   that doubles with each further failure up to 15 min. Only that clerk
+///   is held back; a correct PIN resets the count.
+/// - Ids that do not exist, per client address: more than
+///   [`UNKNOWN_IDS_PER_MIN`] in a minute (someone cycling through made-up
+///   ids) locks that client's logins with unknown ids for a minute. A real
+///   clerk's login, even from the same screen, is judged by its own count
+///   alone (issue 19: the station-wide lock this replaces let anyone at the
+///   customer screen lock every clerk out).
+///
+/// Every lock is logged when it starts.
 #[derive(Debug, Default)]
 pub struct Throttle {
     inner: Mutex<ThrottleState>,
@@ -289,8 +298,8 @@ pub struct Throttle {
 #[derive(Debug, Default)]
 struct ThrottleState {
     per_clerk: HashMap<String, Failures>,
-    station: Vec<Instant>,
-    station_locked_until: Option<Instant>,
+    per_client: HashMap<IpAddr, ClientFailures>,
+    lockouts: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -300,65 +309,100 @@ struct Failures {
     last: Instant,
 }
 
+#[derive(Debug, Default)]
+struct ClientFailures {
+    recent: Vec<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Who is trying to log in: an id that exists, or one that does not (from
+/// which client).
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    Known(&'a str),
+    Unknown(IpAddr),
+}
+
 pub const FREE_TRIES: u32 = 5;
-pub const STATION_FAILURES_PER_MIN: usize = 20;
+pub const UNKNOWN_IDS_PER_MIN: usize = 20;
 const FIRST_LOCK: Duration = Duration::from_secs(30);
 const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+const MINUTE: Duration = Duration::from_secs(60);
 
 impl Throttle {
     fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(wait)` while logins for `clerk_id` are locked.
-    pub fn check(&self, clerk_id: &str) -> Result<(), Duration> {
+    /// `Err(wait)` while logins for this claim are locked.
+    pub fn check(&self, claim: Claim<'_>) -> Result<(), Duration> {
         let now = Instant::now();
         let st = self.lock();
-        let until = [
-            st.station_locked_until,
-            st.per_clerk.get(clerk_id).and_then(|f| f.locked_until),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|u| *u > now)
-        .max();
-        match until {
+        let until = match claim {
+            Claim::Known(id) => st.per_clerk.get(id).and_then(|f| f.locked_until),
+            Claim::Unknown(ip) => st.per_client.get(&ip).and_then(|c| c.locked_until),
+        };
+        match until.filter(|u| *u > now) {
             Some(u) => Err(u - now),
             None => Ok(()),
         }
     }
 
-    /// Records a wrong PIN (or an unknown clerk id).
-    pub fn failed(&self, clerk_id: &str) {
+    /// Records a wrong PIN for a clerk, or a made-up id from a client.
+    pub fn failed(&self, claim: Claim<'_>) {
         let now = Instant::now();
         let mut st = self.lock();
-        if st.per_clerk.len() > 10_000 {
-            st.per_clerk
-                .retain(|_, f| now.duration_since(f.last) < MAX_LOCK);
-        }
-        let f = st.per_clerk.entry(clerk_id.to_owned()).or_insert(Failures {
-            count: 0,
-            locked_until: None,
-            last: now,
-        });
-        f.count += 1;
-        f.last = now;
-        if f.count >= FREE_TRIES {
-            let doublings = (f.count - FREE_TRIES).min(10);
-            let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
-            f.locked_until = Some(now + lock);
-        }
-        st.station
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        st.station.push(now);
-        if st.station.len() > STATION_FAILURES_PER_MIN {
-            st.station_locked_until = Some(now + Duration::from_secs(60));
+        match claim {
+            Claim::Known(id) => {
+                let f = st.per_clerk.entry(id.to_owned()).or_insert(Failures {
+                    count: 0,
+                    locked_until: None,
+                    last: now,
+                });
+                f.count += 1;
+                f.last = now;
+                if f.count >= FREE_TRIES {
+                    let doublings = (f.count - FREE_TRIES).min(10);
+                    let lock = FIRST_LOCK.saturating_mul(1 << doublings).min(MAX_LOCK);
+                    f.locked_until = Some(now + lock);
+                    let count = f.count;
+                    st.lockouts += 1;
+                    tracing::warn!(
+                        clerk_id = id,
+                        wrong_pins = count,
+                        lock_s = lock.as_secs(),
+                        "clerk login locked after wrong PINs"
+                    );
+                }
+            }
+            Claim::Unknown(ip) => {
+                if st.per_client.len() > 10_000 {
+                    st.per_client.retain(|_, c| {
+                        c.recent
+                            .last()
+                            .is_some_and(|t| now.duration_since(*t) < MINUTE)
+                    });
+                }
+                let c = st.per_client.entry(ip).or_default();
+                c.recent.retain(|t| now.duration_since(*t) < MINUTE);
+                c.recent.push(now);
+                if c.recent.len() > UNKNOWN_IDS_PER_MIN && c.locked_until.is_none_or(|u| u <= now) {
+                    c.locked_until = Some(now + MINUTE);
+                    st.lockouts += 1;
+                    tracing::warn!(client = %ip, "logins with unknown clerk ids from this client locked for a minute (someone trying made-up ids); real clerks can still log in");
+                }
+            }
         }
     }
 
     /// A correct PIN: the clerk's count starts over.
     pub fn succeeded(&self, clerk_id: &str) {
         self.lock().per_clerk.remove(clerk_id);
+    }
+
+    /// Locks started since the daemon started (a metric).
+    pub fn lockouts(&self) -> u64 {
+        self.lock().lockouts
     }
 }
 
@@ -427,26 +471,43 @@ mod tests {
     }
 
     #[test]
-    fn wrong_pins_lock_the_clerk_then_the_station() {
+    fn wrong_pins_lock_the_clerk_and_made_up_ids_only_their_client() {
         let th = Throttle::default();
+        let wei = Claim::Known("wei");
         for _ in 0..FREE_TRIES - 1 {
-            th.failed("c1");
-            assert!(th.check("c1").is_ok());
+            th.failed(wei);
+            assert!(th.check(wei).is_ok());
         }
-        th.failed("c1");
-        let wait = th.check("c1").unwrap_err();
+        th.failed(wei);
+        let wait = th.check(wei).unwrap_err();
         assert!(wait > Duration::from_secs(25), "{wait:?}");
-        assert!(th.check("c2").is_ok(), "other clerks unaffected");
-        th.failed("c1");
         assert!(
-            th.check("c1").unwrap_err() > Duration::from_secs(55),
+            th.check(Claim::Known("li")).is_ok(),
+            "other clerks unaffected"
+        );
+        th.failed(wei);
+        assert!(
+            th.check(wei).unwrap_err() > Duration::from_secs(55),
             "doubles"
         );
-        th.succeeded("c1");
-        assert!(th.check("c1").is_ok());
-        for i in 0..STATION_FAILURES_PER_MIN {
-            th.failed(&format!("x{i}"));
+        th.succeeded("wei");
+        assert!(th.check(wei).is_ok());
+        let kiosk: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..=UNKNOWN_IDS_PER_MIN {
+            th.failed(Claim::Unknown(kiosk));
         }
-        assert!(th.check("fresh").is_err(), "cycling ids locks the station");
+        assert!(
+            th.check(Claim::Unknown(kiosk)).is_err(),
+            "cycling made-up ids"
+        );
+        assert!(
+            th.check(Claim::Unknown([10, 0, 0, 9].into())).is_ok(),
+            "per client"
+        );
+        assert!(
+            th.check(wei).is_ok(),
+            "a real clerk from the same screen is not held back"
+        );
+        assert_eq!(th.lockouts(), 3);
     }
 }

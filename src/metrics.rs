@@ -80,6 +80,9 @@ pub struct Gauges {
     pub print_queued: Option<i64>,
     /// 1 when the clock is trusted, 0 when not (None: not checked yet).
     pub clock_trusted: Option<i64>,
+    /// Login locks started since start (a clerk's wrong PINs, a client's
+    /// made-up ids).
+    pub login_lockouts: u64,
 }
 
 impl Metrics {
@@ -268,6 +271,13 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {v}");
         }
+        header(
+            &mut out,
+            "yizhan_login_lockouts_total",
+            "counter",
+            "Login locks started since start: a clerk after wrong PINs, or a client trying made-up clerk ids.",
+        );
+        let _ = writeln!(out, "yizhan_login_lockouts_total {}", g.login_lockouts);
         if let Some(v) = g.clock_trusted {
             header(
                 &mut out,

@@ -6,8 +6,10 @@
 //! handler runs. Handlers open to customers take a [`MaybeClerk`] and decide
 //! from the parcel.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -105,40 +107,48 @@ pub struct LoginRequest {
     pin: String,
 }
 
-/// `POST /api/v1/sessions`: a PIN for a token.
+/// `POST /api/v1/sessions`: a PIN for a token. Wrong PINs are throttled per
+/// clerk, made-up clerk ids per client ([`clerk::Throttle`]).
 pub async fn login(
     State(st): State<Station>,
+    client: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     // Bounded before anything else, so a huge id cannot grow the throttle.
     let clerk_id: String = req.clerk_id.trim().chars().take(64).collect();
-    if let Err(wait) = st.throttle().check(&clerk_id) {
+    let id = clerk_id.clone();
+    let creds = if clerk::valid_id(&id) {
+        st.db()
+            .read(move |c| clerk::credentials(c, &id).map_err(CheckinError::from))
+            .await?
+    } else {
+        None
+    };
+    // Served by `api::serve`, every request knows its peer; without it
+    // (tests calling the router directly) it is the kiosk itself.
+    let ip = client.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0.ip());
+    let claim = match creds {
+        Some(_) => clerk::Claim::Known(&clerk_id),
+        None => clerk::Claim::Unknown(ip),
+    };
+    if let Err(wait) = st.throttle().check(claim) {
         return Err(too_many(wait));
     }
-    let (id, pin, station) = (clerk_id.clone(), req.pin, st.clone());
-    let name = tokio::task::spawn_blocking(move || -> Result<Option<String>, CheckinError> {
-        let creds = if clerk::valid_id(&id) {
-            station
-                .db()
-                .read_blocking(|c| clerk::credentials(c, &id).map_err(CheckinError::from))?
-        } else {
+    let pin = req.pin;
+    let name = tokio::task::spawn_blocking(move || match creds {
+        Some((hash, name)) => clerk::verify_pin(&hash, &pin).then_some(name),
+        None => {
+            // The same work as a real check: an unknown id must not
+            // answer faster than a wrong PIN.
+            clerk::verify_pin(dummy_hash(), &pin);
             None
-        };
-        Ok(match creds {
-            Some((hash, name)) => clerk::verify_pin(&hash, &pin).then_some(name),
-            None => {
-                // The same work as a real check: an unknown id must not
-                // answer faster than a wrong PIN.
-                clerk::verify_pin(dummy_hash(), &pin);
-                None
-            }
-        })
+        }
     })
     .await
-    .map_err(|e| CheckinError::Internal(e.to_string()))??;
+    .map_err(|e| CheckinError::Internal(e.to_string()))?;
     let Some(name) = name else {
-        st.throttle().failed(&clerk_id);
-        tracing::warn!(clerk_id = %clerk_id, "wrong clerk id or PIN");
+        st.throttle().failed(claim);
+        tracing::warn!(clerk_id = %clerk_id, client = %ip, "wrong clerk id or PIN");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong_pin",

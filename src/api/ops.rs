@@ -110,6 +110,7 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
             .and_then(crate::clock::parse)
             .map_or(0, |t| t.timestamp()),
         clock_trusted: st.clock_trust().map(|t| i64::from(t.trusted)),
+        login_lockouts: st.throttle().lockouts(),
         devices: st
             .devices()
             .snapshot()
