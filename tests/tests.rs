@@ -13,6 +13,7 @@ mod counter;
 mod devices;
 mod durability;
 mod fake_printer;
+mod full_disk;
 mod hostile;
 mod lifecycle;
 mod platform;

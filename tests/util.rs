@@ -62,6 +62,8 @@ pub struct TestStation {
     pub env: Vec<(String, String)>,
     /// Runs the daemon with this open-file limit (soft and hard).
     pub fd_limit: Option<u32>,
+    /// The data directory (`storage.data_dir`).
+    data: PathBuf,
 }
 
 impl TestStation {
@@ -90,6 +92,12 @@ impl TestStation {
             dir.path().join("data").display().to_string(),
         );
         let text = merge_toml(&text, extra);
+        let table: toml::Table = text.parse().expect("merged toml");
+        let data = PathBuf::from(
+            table["storage"]["data_dir"]
+                .as_str()
+                .expect("storage.data_dir"),
+        );
         std::fs::write(&config, text).expect("write config");
         TestStation {
             dir,
@@ -102,11 +110,12 @@ impl TestStation {
             logs: Arc::new(Mutex::new(Vec::new())),
             env: Vec::new(),
             fd_limit: None,
+            data,
         }
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     pub fn db_path(&self) -> PathBuf {

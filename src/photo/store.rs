@@ -81,7 +81,10 @@ impl PhotoStore {
     pub fn ensure(&self, sha256: &str, jpeg: &[u8]) -> Result<(), PhotoError> {
         let target = self.path(sha256);
         if target.exists() {
-            return Ok(());
+            // Written before, maybe by a request that died between the
+            // rename and the directory's fsync: make sure the name is on
+            // disk before a row names it.
+            return Ok(sync_dir(target.parent().unwrap_or(&self.dir))?);
         }
         let tmp_dir = self.dir.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
