@@ -102,18 +102,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// Writes this run's operator token, readable by the daemon's user only
 /// (replacing the last run's: a token dies with its daemon).
 fn write_operator_token(path: &std::path::Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("token.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::durable::write_file(path, token.as_bytes(), 0o600)
 }
 
 /// Runs an opened station on a bound listener until `shutdown` resolves

@@ -5,9 +5,8 @@
 //! printed last month must still verify. `yizhan identity` shows the public
 //! half for the platform to trust.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -62,20 +61,10 @@ pub fn public_key(path: &Path) -> Result<Option<VerifyingKey>, IdentityError> {
 
 fn write_new(path: &Path, seed: &[u8; 32]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
     }
-    // create_new: two processes starting at once cannot both mint a key.
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(seed)?;
-    f.sync_all()?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    // Whole or not at all, and never replacing a key another process made.
+    crate::durable::write_new(path, seed, 0o600)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod counter;
 pub mod daemon;
 pub mod db;
 pub mod decode;
+pub mod durable;
 pub mod hardware;
 pub mod identity;
 pub mod logging;

@@ -121,7 +121,7 @@ impl Station {
     /// Opens everything the station needs; see the module docs.
     pub fn open(config: Config) -> Result<Station, StationError> {
         let dir = &config.storage.data_dir;
-        std::fs::create_dir_all(dir).map_err(|source| StationError::DataDir {
+        crate::durable::create_dir_all(dir).map_err(|source| StationError::DataDir {
             path: dir.clone(),
             source,
         })?;

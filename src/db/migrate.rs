@@ -107,10 +107,16 @@ fn user_version(conn: &Connection) -> Result<u32, DbError> {
 }
 
 fn backup_before_migration(conn: &Connection, dir: &Path, from: u32) -> Result<(), DbError> {
-    std::fs::create_dir_all(dir).map_err(|e| DbError::Backup(format!("{}: {e}", dir.display())))?;
+    crate::durable::create_dir_all(dir)
+        .map_err(|e| DbError::Backup(format!("{}: {e}", dir.display())))?;
     let stamp = crate::clock::now().format("%Y%m%dT%H%M%SZ");
     let target = dir.join(format!("pre-migration-v{from}-{stamp}.db"));
     backup_to(conn, &target).map_err(|e| DbError::Backup(format!("{}: {e}", target.display())))?;
+    // On disk, name and all, before the migration it guards commits.
+    std::fs::File::open(&target)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| crate::durable::sync_dir(dir))
+        .map_err(|e| DbError::Backup(format!("{}: {e}", target.display())))?;
     tracing::info!(backup = %target.display(), from, "backed up the database before migrating");
     Ok(())
 }

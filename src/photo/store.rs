@@ -12,8 +12,8 @@
 //!   clean-up cannot delete a file a new row is about to name.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -65,7 +65,7 @@ impl PhotoStore {
 
     /// Refuses new photos below the free-space floor.
     pub fn check_free_space(&self) -> Result<(), PhotoError> {
-        fs::create_dir_all(&self.dir)?;
+        crate::durable::create_dir_all(&self.dir)?;
         let st = rustix::fs::statvfs(&self.dir).map_err(io::Error::from)?;
         let free = st.f_bavail.saturating_mul(st.f_frsize);
         if free < self.min_free_bytes {
@@ -87,14 +87,11 @@ impl PhotoStore {
             return Ok(sync_dir(target.parent().unwrap_or(&self.dir))?);
         }
         let tmp_dir = self.dir.join("tmp");
-        fs::create_dir_all(&tmp_dir)?;
+        crate::durable::create_dir_all(&tmp_dir)?;
         let tmp = tmp_dir.join(format!("{}.part", ulid::Ulid::new()));
-        let written = write_synced(&tmp, jpeg).and_then(|()| {
+        let written = crate::durable::write_synced(&tmp, jpeg, 0o644).and_then(|()| {
             let parent = target.parent().unwrap_or(&self.dir);
-            if !parent.exists() {
-                fs::create_dir_all(parent)?;
-                sync_dir(&self.dir)?;
-            }
+            crate::durable::create_dir_all(parent)?;
             fs::rename(&tmp, &target)?;
             sync_dir(parent)
         });
@@ -179,15 +176,7 @@ fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use crate::durable::sync_dir;
 
 #[cfg(test)]
 mod tests {
