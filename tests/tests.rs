@@ -17,6 +17,7 @@ mod full_disk;
 mod hostile;
 mod lifecycle;
 mod platform;
+mod powercut;
 mod presence;
 mod sync;
 mod tls;
