@@ -628,3 +628,54 @@ fn made_up_clerk_ids_cannot_lock_a_real_clerk_out() {
         Duration::from_secs(10),
     );
 }
+
+/// SPEC §2.4 (issue 19: until now only `return.cancelled` held parcels): a
+/// parcel accepted provisionally, offline, for a code the station could not
+/// verify goes `held` when the platform says it does not know the return;
+/// a verified one does not.
+#[test]
+fn a_provisional_acceptance_the_platform_does_not_know_is_held() {
+    let broker = Broker::start();
+    let st = TestStation::start_with(&sync_toml(Some(broker.port), None, ""));
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-KNOWN-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+    let provisional = accepted(&st, "RT-GUESS-0001", "SF300000000011");
+    let known = accepted(&st, "RT-KNOWN-0001", "SF300000000012");
+    assert_eq!(
+        st.get(&format!("/api/v1/parcels/{provisional}")).1["provisional"],
+        true
+    );
+    wait_until("MQTT connected", Duration::from_secs(60), || {
+        (st.get("/api/v1/sync").1["mqtt_connected"] == true).then_some(())
+    });
+    for (n, rn) in ["RT-GUESS-0001", "RT-KNOWN-0001"].iter().enumerate() {
+        let cmd = json!({"command_id": format!("u-{n}"), "type": "return.unknown", "data": {"return_no": rn}});
+        publish(broker.port, COMMANDS, cmd.to_string().as_bytes());
+    }
+    wait_until("held", Duration::from_secs(60), || {
+        let (_, p) = st.get(&format!("/api/v1/parcels/{provisional}"));
+        (p["state"] == "held").then_some(())
+    });
+    wait_until("both commands applied", Duration::from_secs(60), || {
+        (st.get("/api/v1/sync").1["commands_applied"] == 2).then_some(())
+    });
+    let (_, p) = st.get(&format!("/api/v1/parcels/{provisional}"));
+    assert_eq!(p["hold_reason"], "unknown_return", "{p}");
+    assert_eq!(
+        st.get(&format!("/api/v1/parcels/{known}")).1["state"],
+        "accepted"
+    );
+    let held_event: String = st
+        .db()
+        .query_row(
+            "SELECT b.body FROM events e JOIN event_bodies b USING (seq) WHERE e.type = 'parcel.held'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        held_event.contains("\"reason\":\"unknown_return\""),
+        "{held_event}"
+    );
+}

@@ -413,6 +413,10 @@ pub struct PlatformState {
     /// The bearer token it wants, if any.
     pub token: Mutex<Option<String>>,
     pub unauthorized: AtomicUsize,
+    /// Every event batch POSTed.
+    pub event_posts: AtomicUsize,
+    /// While set, every event batch is answered with this status.
+    pub events_status: Mutex<Option<u16>>,
 }
 
 /// The platform's HTTPS side, over plain HTTP or TLS.
@@ -551,6 +555,10 @@ async fn events(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, StatusCode> {
     gate(&st, &headers)?;
+    st.event_posts.fetch_add(1, Ordering::SeqCst);
+    if let Some(code) = *st.events_status.lock().unwrap() {
+        return Err(StatusCode::from_u16(code).unwrap());
+    }
     let reject = st.reject_return.lock().unwrap().clone();
     let (mut accepted, mut duplicates, mut rejected) = (vec![], vec![], vec![]);
     for e in body["events"].as_array().cloned().unwrap_or_default() {

@@ -780,3 +780,38 @@ fn delivered_events_are_pruned_after_their_retention_and_no_other() {
     assert_eq!(check["seq_gaps"], 0, "{check}");
     assert_eq!(st.cli_json(&["outbox", "dead"])["events"][0]["seq"], 11);
 }
+
+/// SPEC §6.2: a 4xx other than 408/429 is not retried blindly (issue 19:
+/// the path was untested). The same outage answered with 400 gets one
+/// retry per `sync.retry_max_s`; answered with 429 (or 408, or a 5xx), retries come
+/// at the short backoff; once the platform accepts, everything arrives.
+#[test]
+fn a_refusing_platform_is_not_retried_blindly() {
+    let platform = FakePlatform::start(true);
+    let st = TestStation::start_with(&format!(
+        "[station]\nmin_photos = 0\n[sync]\nevents_via = \"https\"\nretry_initial_ms = 50\nretry_max_s = 8\n\
+         [sync.https]\nbase_url = \"{}\"\n",
+        platform.base_url()
+    ));
+    let posts_in = |status: u16, window: Duration| {
+        *platform.state.events_status.lock().unwrap() = Some(status);
+        let before = platform.state.event_posts.load(Ordering::SeqCst);
+        // Something to send, so that the station tries.
+        quick_checkin(&st, 9_000 + status as usize);
+        std::thread::sleep(window);
+        platform.state.event_posts.load(Ordering::SeqCst) - before
+    };
+    let busy = posts_in(429, Duration::from_secs(3));
+    assert!(
+        busy >= 4,
+        "a 429 is retried with the short backoff: {busy} posts in 3 s"
+    );
+    let refused = posts_in(400, Duration::from_secs(3));
+    assert!(
+        (1..=2).contains(&refused),
+        "a 400 is retried after retry_max_s, not at once: {refused} posts in 3 s"
+    );
+    *platform.state.events_status.lock().unwrap() = None;
+    wait_drained(&st);
+    assert_eq!(platform.seqs().len(), 2);
+}

@@ -65,6 +65,9 @@ struct Envelope {
 enum Command {
     Authorized(ReturnEntry),
     Cancelled(String),
+    /// The platform does not know this return (SPEC §2.4): a provisional
+    /// acceptance of it goes `held`.
+    UnknownReturn(String),
     Refresh,
     Status {
         return_no: String,
@@ -118,6 +121,7 @@ fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
             Command::Authorized(page.returns.remove(0))
         }
         "return.cancelled" => Command::Cancelled(return_no(&env.data)?),
+        "return.unknown" => Command::UnknownReturn(return_no(&env.data)?),
         "manifest.refresh" => Command::Refresh,
         "parcel.status" => {
             let status = env
@@ -179,6 +183,12 @@ fn apply_in(
             let text = format!("return {rn} cancelled, {held} parcel(s) held");
             ("return.cancelled", Applied::Done(text), held)
         }
+        Command::UnknownReturn(rn) => {
+            let held = hold(tx, source, &rn, Hold::Unknown)?;
+            let text =
+                format!("return {rn} unknown to the platform, {held} provisional parcel(s) held");
+            ("return.unknown", Applied::Done(text), held)
+        }
         Command::Refresh => ("manifest.refresh", Applied::Done("refresh".into()), 0),
         Command::Status {
             return_no,
@@ -217,10 +227,37 @@ pub fn hold_cancelled(
     source: &EventSource,
     rn: &str,
 ) -> Result<usize, CommandError> {
-    let ids: Vec<String> = tx
-        .prepare_cached(
+    hold(tx, source, rn, Hold::Cancelled)
+}
+
+/// Why parcels of a return are put on hold.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// Its return was cancelled: every parcel of it.
+    Cancelled,
+    /// The platform does not know it: parcels accepted provisionally only
+    /// (a verified one was accepted against the manifest or a signed code).
+    Unknown,
+}
+
+fn hold(
+    tx: &Transaction<'_>,
+    source: &EventSource,
+    rn: &str,
+    why: Hold,
+) -> Result<usize, CommandError> {
+    let (sql, reason) = match why {
+        Hold::Cancelled => (
             "SELECT id FROM parcels WHERE return_no = ?1 AND state IN ('dropped', 'accepted')",
-        )?
+            "return_cancelled",
+        ),
+        Hold::Unknown => (
+            "SELECT id FROM parcels WHERE return_no = ?1 AND state IN ('dropped', 'accepted') AND provisional = 1",
+            "unknown_return",
+        ),
+    };
+    let ids: Vec<String> = tx
+        .prepare_cached(sql)?
         .query_map([rn], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in &ids {
@@ -228,7 +265,7 @@ pub fn hold_cancelled(
             continue;
         };
         let changes = Changes {
-            hold_reason: Some("return_cancelled".into()),
+            hold_reason: Some(reason.into()),
             ..Changes::default()
         };
         let p = store::transition(tx, &id, Action::Hold, changes)?;
@@ -238,7 +275,7 @@ pub fn hold_cancelled(
             EventType::Held,
             &id,
             &p.return_no,
-            json!({ "reason": "return_cancelled" }),
+            json!({ "reason": reason }),
         )?;
     }
     Ok(ids.len())
