@@ -207,6 +207,14 @@ impl Config {
         raw.validate().map_err(ConfigError::Invalid)
     }
 
+    /// The embedded defaults with `text` (a configuration file's content)
+    /// over them, without the environment.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let table = layer::layered_text(text)?;
+        let raw = raw::Raw::from_table(table).map_err(ConfigError::Invalid)?;
+        raw.validate().map_err(ConfigError::Invalid)
+    }
+
     /// The embedded defaults alone.
     pub fn defaults() -> Result<Config, ConfigError> {
         Config::load_with_env(None, std::iter::empty())

@@ -835,7 +835,7 @@ fn power_cuts_lose_no_acknowledged_check_in() {
     verify(&st, &acked.lock().unwrap(), rounds);
     let total = acked.lock().unwrap().len();
     eprintln!(
-        "power cuts: {rounds} ({} keeping part of the unflushed writes), {total} acknowledged check-ins, all kept; {} flushes seen",
+        "SOAK powercut cuts={rounds} partial={} acknowledged={total} lost=0 flushes={}",
         disk.partial_cuts,
         disk.flushes()
     );

@@ -14,6 +14,7 @@ mod devices;
 mod durability;
 mod fake_printer;
 mod full_disk;
+mod fuzz;
 mod hostile;
 mod lifecycle;
 mod platform;

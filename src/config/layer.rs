@@ -28,13 +28,7 @@ pub(super) fn layered(
             path: path.to_owned(),
             source,
         })?;
-        let over: Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
-        merge(&mut table, over);
+        merge(&mut table, parse_file(path, &text)?);
     }
     let problems: Vec<String> = env
         .into_iter()
@@ -45,6 +39,22 @@ pub(super) fn layered(
     } else {
         Err(ConfigError::Invalid(problems))
     }
+}
+
+/// The defaults with `text` (a configuration file's content) over them, and
+/// no environment.
+pub(super) fn layered_text(text: &str) -> Result<Table, ConfigError> {
+    let mut table = layered(None, std::iter::empty())?;
+    merge(&mut table, parse_file(Path::new("<text>"), text)?);
+    Ok(table)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<Table, ConfigError> {
+    text.parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else

@@ -97,6 +97,12 @@ pub async fn apply(station: &Station, payload: &[u8]) -> Result<(Applied, bool),
     Ok((applied, refresh))
 }
 
+/// Checks a command payload without applying it; returns its
+/// `command_id` (the fuzz tests drive the parser through this).
+pub fn check(payload: &[u8]) -> Result<String, CommandError> {
+    parse(payload).map(|(id, _)| id)
+}
+
 fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
     let bad = |m: String| CommandError::Malformed(m);
     let env: Envelope = serde_json::from_slice(payload).map_err(|e| bad(e.to_string()))?;
