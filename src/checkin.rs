@@ -43,7 +43,57 @@ pub struct ScanAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parcel_id: Option<ParcelId>,
     #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
-    pub return_info: Option<ReturnInfo>,
+    pub return_info: Option<ReturnView>,
+    /// Self-service drafts: the key the screen that scanned needs to add
+    /// photos, drop the parcel off and fetch its receipt (issue 24).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The return as the one who scanned may see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ReturnView {
+    /// A clerk: everything the station knows.
+    Clerk(ReturnInfo),
+    /// A customer at the kiosk: what they already know, or need to drop
+    /// the parcel off; never the merchant, SKUs or other returns' data.
+    Customer(CustomerReturn),
+}
+
+/// What a customer is shown of their return.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerReturn {
+    pub return_no: String,
+    /// All but the last 4 characters masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_no: Option<String>,
+    /// Names and quantities, when the merchant allows it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<CustomerItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerItem {
+    pub name: String,
+    pub qty: u32,
+}
+
+impl ReturnView {
+    pub fn return_no(&self) -> &str {
+        match self {
+            ReturnView::Clerk(i) => &i.return_no,
+            ReturnView::Customer(c) => &c.return_no,
+        }
+    }
+}
+
+/// `1234567890` → `******7890`.
+fn mask(order_no: &str) -> String {
+    let chars: Vec<char> = order_no.chars().collect();
+    let keep = chars.len().min(4);
+    let hidden = chars.len() - keep;
+    "*".repeat(hidden) + &chars[hidden..].iter().collect::<String>()
 }
 
 /// Text for people, in both languages.
@@ -62,6 +112,34 @@ pub struct ReturnInfo {
     pub expires_at: Option<i64>,
     pub items: Vec<Item>,
     pub source: Source,
+    /// The merchant lets the customer see the item names.
+    #[serde(skip)]
+    pub customer_sees_items: bool,
+}
+
+impl ReturnInfo {
+    /// The view for `channel`: everything for a clerk, little for a
+    /// customer.
+    fn view(self, channel: Channel) -> ReturnView {
+        match channel {
+            Channel::Clerk => ReturnView::Clerk(self),
+            Channel::SelfService => ReturnView::Customer(CustomerReturn {
+                order_no: self.order_no.as_deref().map(mask),
+                items: if self.customer_sees_items {
+                    self.items
+                        .iter()
+                        .map(|i| CustomerItem {
+                            name: i.name.clone(),
+                            qty: i.qty,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                return_no: self.return_no,
+            }),
+        }
+    }
 }
 
 /// A receipt as the API hands it out.
@@ -103,7 +181,7 @@ impl Station {
         let cfg = self.config();
         let parsed = match code::parse(&input, &cfg.codes.trusted_keys, &cfg.station.id) {
             Ok(p) => p,
-            Err(reason) => return Ok(self.rejected(reason, None)),
+            Err(reason) => return Ok(self.rejected(reason, None, channel)),
         };
         let rn = parsed.return_no().to_owned();
         let facts = self
@@ -119,7 +197,7 @@ impl Station {
         let info = return_info(&parsed, &facts);
         let (provisional, source) =
             match code::decide(&parsed, &facts, cfg.codes.offline_policy, now) {
-                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info))),
+                Decision::Reject(reason) => return Ok(self.rejected(reason, Some(info), channel)),
                 Decision::Accept {
                     provisional,
                     source,
@@ -132,13 +210,23 @@ impl Station {
             channel,
             provisional,
             source,
+            access_key: None,
         };
-        let id = self
-            .db()
-            .write(Durability::Relaxed, move |tx| {
-                store::insert_draft(tx, &draft).map_err(CheckinError::from)
-            })
-            .await?;
+        let (id, key) = match channel {
+            Channel::Clerk => {
+                let id = self
+                    .db()
+                    .write(Durability::Relaxed, move |tx| {
+                        store::insert_draft(tx, &draft).map_err(CheckinError::from)
+                    })
+                    .await?;
+                (id, None)
+            }
+            Channel::SelfService => {
+                let (id, key) = self.self_service_draft(draft).await?;
+                (id, Some(key))
+            }
+        };
         self.metrics().scan(Ok(provisional));
         let decision = if provisional {
             "accept_provisional"
@@ -150,8 +238,43 @@ impl Station {
             reason: None,
             message: None,
             parcel_id: Some(id),
-            return_info: Some(info),
+            return_info: Some(info.view(channel)),
+            key,
         })
+    }
+
+    /// Opens a customer's draft, bounded (issue 24): the open draft of the
+    /// same return is reused (a customer scanning twice), and at most
+    /// `station.max_self_drafts` are open at once. Returns its id and key.
+    async fn self_service_draft(
+        &self,
+        mut draft: NewDraft,
+    ) -> Result<(ParcelId, String), CheckinError> {
+        let max = i64::from(self.config().station.max_self_drafts);
+        let key = crate::clerk::new_token()
+            .map_err(|e| CheckinError::Internal(format!("no randomness for a key: {e}")))?;
+        draft.access_key = Some(key);
+        self.db()
+            .write(Durability::Relaxed, move |tx| {
+                if let Some(open) = store::open_self_draft(tx, &draft.return_no)? {
+                    return Ok(open);
+                }
+                if store::open_self_drafts(tx)? >= max {
+                    return Err(CheckinError::TooManyDrafts { max });
+                }
+                let id = store::insert_draft(tx, &draft)?;
+                Ok((id, draft.access_key.unwrap_or_default()))
+            })
+            .await
+    }
+
+    /// Whether `key` opens self-service parcel `id` (its photos, drop-off
+    /// and receipt without a clerk).
+    pub async fn key_opens(&self, id: &ParcelId, key: &str) -> Result<bool, CheckinError> {
+        let (id, key) = (id.clone(), key.to_owned());
+        self.db()
+            .read(move |c| store::key_matches(c, &id, &key).map_err(CheckinError::from))
+            .await
     }
 
     /// Finds the codes in a camera frame (JPEG or PNG) and decides the first
@@ -210,7 +333,7 @@ impl Station {
         }
     }
 
-    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>) -> ScanAnswer {
+    fn rejected(&self, reason: Reason, info: Option<ReturnInfo>, channel: Channel) -> ScanAnswer {
         self.metrics().scan(Err(reason));
         let (zh, en) = reason.words();
         ScanAnswer {
@@ -218,7 +341,13 @@ impl Station {
             reason: Some(reason),
             message: Some(Message { zh, en }),
             parcel_id: None,
-            return_info: info,
+            // A customer learns the reason only: nothing about the return
+            // (its number could have been guessed).
+            return_info: match channel {
+                Channel::Clerk => info.map(|i| i.view(channel)),
+                Channel::SelfService => None,
+            },
+            key: None,
         }
     }
 
@@ -529,16 +658,19 @@ impl Station {
             at: at.clone(),
             wb: p.waybill_no.clone(),
         };
+        let token = receipt::issue(&claims, self.signing_key());
         Ok(ReceiptView {
             receipt_id: rid.clone(),
-            token: receipt::issue(&claims, self.signing_key()),
+            token: token.clone(),
             parcel_id: p.id.clone(),
             return_no: p.return_no.clone(),
             station_name: cfg.station.name.clone(),
             at: at.clone(),
             waybill_no: p.waybill_no.clone(),
-            png: format!("/api/v1/parcels/{}/receipt.png", p.id),
-            svg: format!("/api/v1/parcels/{}/receipt.svg", p.id),
+            // The token opens the receipt's pictures: an <img> sends no
+            // session, and the token is what they show anyway.
+            png: format!("/api/v1/parcels/{}/receipt.png?token={token}", p.id),
+            svg: format!("/api/v1/parcels/{}/receipt.svg?token={token}", p.id),
         })
     }
 
@@ -588,6 +720,7 @@ fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
         order_no: m.and_then(|m| m.order_no.clone()).or(token_ord),
         expires_at: m.and_then(|m| m.expires_at).or(token_exp),
         items: m.map(|m| m.items.clone()).unwrap_or_default(),
+        customer_sees_items: m.is_some_and(|m| m.rules.customer_sees_items),
         source: match (m, parsed) {
             (Some(_), _) => Source::Manifest,
             (None, Parsed::Token(_)) => Source::Token,

@@ -284,6 +284,7 @@ mod tests {
             expires_at,
             phone_last4: None,
             items: vec![],
+            rules: Default::default(),
         }
     }
 

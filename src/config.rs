@@ -50,6 +50,9 @@ pub struct StationConfig {
     pub pickup_sla_h: u32,
     pub min_photos: u32,
     pub clock_check: ClockCheck,
+    /// Self-service drafts open at once, at most (anonymous scans cannot
+    /// flood the database).
+    pub max_self_drafts: u32,
 }
 
 /// `[storage]`: where data lives and how much of it.

@@ -56,6 +56,19 @@ pub struct ReturnEntry {
     pub phone_last4: Option<String>,
     #[serde(default)]
     pub items: Vec<Item>,
+    /// What the merchant asks of the station for this return.
+    #[serde(flatten)]
+    pub rules: Rules,
+}
+
+/// What the merchant asks of the station for one return, beyond its items
+/// (SPEC §2.5); stored as JSON with the entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rules {
+    /// The customer may see the items' names at the kiosk (otherwise only
+    /// a clerk does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub customer_sees_items: bool,
 }
 
 /// A manifest document or page (SPEC §6.2).
@@ -139,17 +152,18 @@ pub fn upsert(tx: &Transaction<'_>, entries: &[ReturnEntry]) -> Result<usize, Db
     let now = clock::now_string();
     let mut stmt = tx.prepare_cached(
         "INSERT INTO returns (return_no, merchant_id, order_no, status, expires_at, phone_last4,
-                              items, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                              items, rules, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (return_no) DO UPDATE SET
            merchant_id = excluded.merchant_id, order_no = excluded.order_no,
            status = excluded.status, expires_at = excluded.expires_at,
            phone_last4 = excluded.phone_last4, items = excluded.items,
-           updated_at = excluded.updated_at",
+           rules = excluded.rules, updated_at = excluded.updated_at",
     )?;
     for e in entries {
-        let items =
-            serde_json::to_string(&e.items).map_err(|err| DbError::Task(err.to_string()))?;
+        let encode = |err: serde_json::Error| DbError::Task(err.to_string());
+        let items = serde_json::to_string(&e.items).map_err(encode)?;
+        let rules = serde_json::to_string(&e.rules).map_err(encode)?;
         stmt.execute(params![
             e.return_no,
             e.merchant_id,
@@ -158,6 +172,7 @@ pub fn upsert(tx: &Transaction<'_>, entries: &[ReturnEntry]) -> Result<usize, Db
             e.expires_at,
             e.phone_last4,
             items,
+            rules,
             now
         ])?;
     }
@@ -175,11 +190,12 @@ pub fn set_cursor(tx: &Transaction<'_>, cursor: &str) -> Result<(), DbError> {
 }
 
 const ENTRY_COLUMNS: &str =
-    "return_no, merchant_id, order_no, status, expires_at, phone_last4, items";
+    "return_no, merchant_id, order_no, status, expires_at, phone_last4, items, rules";
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReturnEntry> {
     let status: String = r.get(3)?;
     let items: String = r.get(6)?;
+    let rules: String = r.get(7)?;
     Ok(ReturnEntry {
         return_no: r.get(0)?,
         merchant_id: r.get(1)?,
@@ -194,6 +210,7 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReturnEntry> {
         // Written by `upsert` from a Vec<Item>, so it parses; an empty list
         // is the safe reading of anything else.
         items: serde_json::from_str(&items).unwrap_or_default(),
+        rules: serde_json::from_str(&rules).unwrap_or_default(),
     })
 }
 

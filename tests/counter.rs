@@ -100,9 +100,12 @@ fn a_customer_drops_off_without_a_clerk_and_reaches_nothing_beyond() {
     );
     assert_eq!(code, 200, "{scan}");
     let id = scan["parcel_id"].as_str().unwrap().to_owned();
+    let key = scan["key"].as_str().unwrap().to_owned();
     let photo = st
         .anon
-        .post(st.url(&format!("/api/v1/parcels/{id}/photos?kind=parcel")))
+        .post(st.url(&format!(
+            "/api/v1/parcels/{id}/photos?kind=parcel&key={key}"
+        )))
         .body(png(40, 30, 9))
         .send()
         .unwrap();
@@ -114,7 +117,11 @@ fn a_customer_drops_off_without_a_clerk_and_reaches_nothing_beyond() {
         Some(json!({"waybill_no": "SF100000000009"})),
     );
     assert_eq!(code, 401);
-    let (code, receipt) = anon("POST", &format!("/api/v1/parcels/{id}/drop"), None);
+    let (code, receipt) = anon(
+        "POST",
+        &format!("/api/v1/parcels/{id}/drop?key={key}"),
+        None,
+    );
     assert_eq!(code, 200, "{receipt}");
     for path in [
         receipt["png"].as_str().unwrap(),
@@ -129,7 +136,9 @@ fn a_customer_drops_off_without_a_clerk_and_reaches_nothing_beyond() {
     // After the drop the customer can no longer add photos (a clerk can).
     let late = st
         .anon
-        .post(st.url(&format!("/api/v1/parcels/{id}/photos?kind=parcel")))
+        .post(st.url(&format!(
+            "/api/v1/parcels/{id}/photos?kind=parcel&key={key}"
+        )))
         .body(png(40, 30, 10))
         .send()
         .unwrap();
@@ -532,9 +541,11 @@ fn parcels_past_the_pickup_sla_are_flagged_everywhere() {
 #[test]
 fn the_stream_pushes_sync_state_scans_and_state_changes() {
     let st = TestStation::start();
+    // A clerk's stream (the kiosk's own, without a session, carries no
+    // parcel ids: privacy::*).
     let resp = st
         .anon
-        .get(st.url("/api/v1/stream"))
+        .get(st.url(&format!("/api/v1/stream?token={}", st.token)))
         .timeout(Duration::from_secs(120))
         .send()
         .unwrap();

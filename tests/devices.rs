@@ -202,8 +202,10 @@ fn the_same_code_within_two_seconds_is_one_scan() {
     pty.send(b"RT-REREAD-02\r");
     let scans = stream.wait_for("scan", 3);
     assert_eq!(scans.len(), 3, "{scans:?}");
+    // The third scan was decided again; the customer's open draft of that
+    // return is reused (issue 24), so there are two drafts.
     let rn: Vec<String> = drafts(&st).into_iter().map(|(rn, _)| rn).collect();
-    assert_eq!(rn, ["RT-REREAD-01", "RT-REREAD-02", "RT-REREAD-02"]);
+    assert_eq!(rn, ["RT-REREAD-01", "RT-REREAD-02"]);
 }
 
 #[test]

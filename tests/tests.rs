@@ -20,5 +20,6 @@ mod lifecycle;
 mod platform;
 mod powercut;
 mod presence;
+mod privacy;
 mod sync;
 mod tls;

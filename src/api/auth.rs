@@ -69,7 +69,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn authenticate(st: &Station, token: &str) -> Result<Clerk, ApiError> {
+pub(super) async fn authenticate(st: &Station, token: &str) -> Result<Clerk, ApiError> {
     // Compared as digests: equal length, and nothing learned from timing.
     if Sha256::digest(token.as_bytes()) == Sha256::digest(st.operator_token().as_bytes()) {
         return Ok(Clerk {
@@ -175,12 +175,32 @@ pub async fn current(clerk: Clerk) -> Json<serde_json::Value> {
     Json(json!({ "clerk_id": clerk.clerk_id, "name": clerk.name }))
 }
 
-/// `DELETE /api/v1/sessions/current`: log out.
-pub async fn logout(State(st): State<Station>, headers: HeaderMap) -> StatusCode {
+/// `DELETE /api/v1/sessions/current`: log out. Like every clerk endpoint,
+/// 401 without a session.
+pub async fn logout(State(st): State<Station>, _clerk: Clerk, headers: HeaderMap) -> StatusCode {
     if let Some(token) = bearer(&headers) {
         st.sessions().close(token);
     }
     StatusCode::NO_CONTENT
+}
+
+/// `DELETE /api/v1/clerks/{id}/sessions`: ends every session of a clerk
+/// at once (the operator's token only; `yizhan clerk disable` calls it).
+pub async fn end_clerk_sessions(
+    State(st): State<Station>,
+    clerk: Clerk,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if clerk.clerk_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "operator_only",
+            "only the operator's token ends another clerk's sessions",
+        ));
+    }
+    st.sessions().close_clerk(&id);
+    tracing::info!(clerk_id = %id, "clerk's sessions ended");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn too_many(wait: Duration) -> ApiError {

@@ -77,6 +77,7 @@ impl From<CheckinError> for ApiError {
             E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::NoCode { .. } => (S::UNPROCESSABLE_ENTITY, "no_code"),
+            E::TooManyDrafts { .. } => (S::TOO_MANY_REQUESTS, "too_many_drafts"),
             E::Photo(p) => {
                 let (status, code) = photo_status(p);
                 if code == "disk_full" {

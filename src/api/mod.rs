@@ -75,6 +75,10 @@ pub fn router(station: Station) -> Router {
         .route("/api/v1/handovers/{id}", get(counter::handover))
         .route("/api/v1/sessions", post(auth::login))
         .route(
+            "/api/v1/clerks/{id}/sessions",
+            axum::routing::delete(auth::end_clerk_sessions),
+        )
+        .route(
             "/api/v1/sessions/current",
             get(auth::current).delete(auth::logout),
         )

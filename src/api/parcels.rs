@@ -44,6 +44,9 @@ pub async fn scan(
 pub struct PhotoQuery {
     #[serde(default)]
     kind: Option<String>,
+    /// Without a clerk session: the self-service draft's key.
+    #[serde(default)]
+    key: Option<String>,
     /// `camera`: no body; the kiosk camera's latest frame is the photo.
     #[serde(default)]
     source: Option<String>,
@@ -65,6 +68,9 @@ pub async fn add_photo(
             )
         })?,
     };
+    if clerk.is_none() {
+        require_key(&st, &id, q.key.as_deref()).await?;
+    }
     let bytes = body_bytes(body, st.config().storage.max_photo_bytes).await?;
     let bytes = match q.source.as_deref() {
         None | Some("upload") => bytes,
@@ -113,11 +119,44 @@ fn camera_frame(st: &Station, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// The customer drops their own draft off: it takes the draft's key.
 pub async fn drop_off(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     PathId(id): PathId,
+    QueryParams(q): QueryParams<KeyQuery>,
 ) -> Result<Json<ReceiptView>, ApiError> {
+    if clerk.is_none() {
+        require_key(&st, &id, q.key.as_deref()).await?;
+    }
     Ok(Json(st.drop_off(&id).await?))
+}
+
+/// Without a clerk session, a self-service parcel is reached with its key
+/// only: a parcel id seen on a screen or in a log is not enough (issue 24).
+async fn require_key(
+    st: &Station,
+    id: &crate::parcel::ParcelId,
+    key: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(key) = key else {
+        return Err(ApiError::unauthorized(
+            "this needs the key the kiosk was given with the scan (?key=…), or a clerk",
+        ));
+    };
+    if st.key_opens(id, key).await? {
+        Ok(())
+    } else {
+        // The same answer as for no parcel at all: nothing learned.
+        Err(ApiError::not_found(format!("no parcel {id} with this key")))
+    }
 }
 
 pub async fn accept(
@@ -211,28 +250,68 @@ pub async fn detail(
     Ok(Json(st.parcel(&id).await?))
 }
 
+/// Who may see a receipt: a clerk, the screen holding the draft's key, or
+/// whoever holds the receipt token itself (the customer's phone).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptQuery {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+async fn receipt_for(
+    st: &Station,
+    clerk: Option<super::auth::Clerk>,
+    id: &crate::parcel::ParcelId,
+    q: ReceiptQuery,
+) -> Result<ReceiptView, ApiError> {
+    if clerk.is_none() && q.token.is_none() {
+        require_key(st, id, q.key.as_deref()).await?;
+    }
+    let parcel = st.parcel(id).await?;
+    let receipt = st.receipt(&parcel)?;
+    if clerk.is_none() && q.key.is_none() {
+        let given = q.token.as_deref().unwrap_or("");
+        use sha2::Digest;
+        if sha2::Sha256::digest(given.as_bytes()) != sha2::Sha256::digest(receipt.token.as_bytes())
+        {
+            return Err(ApiError::not_found(format!(
+                "no receipt {given:.20}… for parcel {id}"
+            )));
+        }
+    }
+    Ok(receipt)
+}
+
 pub async fn receipt(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     PathId(id): PathId,
+    QueryParams(q): QueryParams<ReceiptQuery>,
 ) -> Result<Json<ReceiptView>, ApiError> {
-    let parcel = st.parcel(&id).await?;
-    Ok(Json(st.receipt(&parcel)?))
+    Ok(Json(receipt_for(&st, clerk, &id, q).await?))
 }
 
 pub async fn receipt_png(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     PathId(id): PathId,
+    QueryParams(q): QueryParams<ReceiptQuery>,
 ) -> Result<Response, ApiError> {
-    let token = st.receipt_token(&id).await?;
+    let token = receipt_for(&st, clerk, &id, q).await?.token;
     let png = receipt::render_png(&token).map_err(crate::checkin::CheckinError::from)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
 pub async fn receipt_svg(
     State(st): State<Station>,
+    MaybeClerk(clerk): MaybeClerk,
     PathId(id): PathId,
+    QueryParams(q): QueryParams<ReceiptQuery>,
 ) -> Result<Response, ApiError> {
-    let token = st.receipt_token(&id).await?;
+    let token = receipt_for(&st, clerk, &id, q).await?.token;
     let svg = receipt::render_svg(&token).map_err(crate::checkin::CheckinError::from)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }

@@ -1,11 +1,16 @@
 //! `GET /api/v1/stream`: server-sent events for the kiosk screen.
 //!
 //! Events: `scan` (a code was decided), `parcel` (a state change was
-//! committed), `held` (the platform put parcels on hold) and `sync`
-//! (connection and backlog, sent at once, then whenever it changes, checked
-//! every [`SYNC_EVERY`]). Payloads carry ids and states only — nothing
-//! personal — because the stream is open to the kiosk browser without a
-//! session. A client that falls behind gets a `lagged` event and should
+//! committed), `held` (the platform put parcels on hold), `device` and
+//! `clock` (something the clerk should see), and `sync` (connection and
+//! backlog, sent at once, then whenever it changes, checked every
+//! [`SYNC_EVERY`]). Payloads carry ids and states only — nothing personal.
+//!
+//! Without a clerk session (`?token=`: an `EventSource` cannot send
+//! headers) the stream carries nothing that identifies a parcel: no parcel
+//! ids, no `parcel` events (issue 24). The customer screen needs only the
+//! sync state and the scans of the kiosk's own scanner, which it fetches
+//! by scan id. A client that falls behind gets a `lagged` event and should
 //! reload what it shows.
 
 use std::convert::Infallible;
@@ -17,24 +22,40 @@ use futures_util::stream::Stream;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::error::ApiError;
+use super::extract::QueryParams;
 use crate::station::{Notice, Station};
 
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// A clerk's session token.
+    #[serde(default)]
+    token: Option<String>,
+}
+
 pub async fn stream(
     State(st): State<Station>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    QueryParams(q): QueryParams<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let clerk = match q.token.as_deref() {
+        Some(token) => Some(super::auth::authenticate(&st, token).await?),
+        None => None,
+    };
     let state = Follow {
         notices: st.notices(),
         station: st,
         last_sync: None,
         tick: tokio::time::interval(SYNC_EVERY),
+        clerk: clerk.is_some(),
     };
     let events = futures_util::stream::unfold(state, |mut f| async move {
         let event = f.next().await;
         Some((Ok(event), f))
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 struct Follow {
@@ -42,6 +63,8 @@ struct Follow {
     notices: tokio::sync::broadcast::Receiver<Notice>,
     last_sync: Option<serde_json::Value>,
     tick: tokio::time::Interval,
+    /// A clerk's stream: everything. Otherwise nothing identifying a parcel.
+    clerk: bool,
 }
 
 impl Follow {
@@ -49,7 +72,10 @@ impl Follow {
         loop {
             tokio::select! {
                 n = self.notices.recv() => match n {
-                    Ok(notice) => return notice_event(&notice),
+                    Ok(notice) => match self.shown(notice) {
+                        Some(notice) => return notice_event(&notice),
+                        None => continue,
+                    },
                     Err(RecvError::Lagged(missed)) => {
                         return Event::default().event("lagged").data(json!({"missed": missed}).to_string())
                     }
@@ -63,6 +89,28 @@ impl Follow {
                     continue;
                 }
             };
+        }
+    }
+
+    /// What of `notice` this stream may carry.
+    fn shown(&self, notice: Notice) -> Option<Notice> {
+        if self.clerk {
+            return Some(notice);
+        }
+        match notice {
+            Notice::Parcel { .. } => None,
+            Notice::Scan {
+                decision,
+                reason,
+                channel,
+                ..
+            } => Some(Notice::Scan {
+                decision,
+                reason,
+                parcel_id: None,
+                channel,
+            }),
+            other => Some(other),
         }
     }
 

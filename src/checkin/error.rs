@@ -41,6 +41,8 @@ pub enum CheckinError {
     HandoverNotFound(String),
     #[error("this needs a clerk: log in with your PIN")]
     ClerkOnly,
+    #[error("{max} customers are already checking in at the kiosk: finish one, or ask a clerk")]
+    TooManyDrafts { max: i64 },
     #[error("{}", if *.found == 0 { "no QR code or barcode found in the picture: hold the code flat, in the light, filling a third of the frame".to_owned() } else { format!("{found} code(s) found in the picture, but none is a return code", found = .found) })]
     NoCode { found: usize },
     #[error(transparent)]

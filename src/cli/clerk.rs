@@ -43,9 +43,27 @@ pub fn run(config: &Config, cmd: ClerkCommand, out: Output) -> Result<()> {
         ClerkCommand::Disable { id } => {
             let db = open_db(config, true)?;
             db.with_writer_blocking(|c| clerk::disable(c, &id))?;
-            out.print(&serde_json::json!({ "disabled": id }), |_| {
-                println!("clerk {id} disabled; their sessions end at their next request");
-            })
+            // The running daemon ends their sessions now (issue 24). If it
+            // cannot be reached it looks at the clerk again within a second
+            // of their next request anyway.
+            let token = std::fs::read_to_string(config.operator_token_path()).ok();
+            let ended = super::daemon::call(
+                config.api.listen,
+                "DELETE",
+                &format!("/api/v1/clerks/{id}/sessions"),
+                token.as_deref(),
+            )
+            .is_some_and(|(code, _)| code == 204);
+            out.print(
+                &serde_json::json!({ "disabled": id, "sessions_ended": ended }),
+                |_| {
+                    if ended {
+                        println!("clerk {id} disabled; their sessions have ended");
+                    } else {
+                        println!("clerk {id} disabled; the daemon was not reachable, so their sessions end at their next request");
+                    }
+                },
+            )
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod clerk;
 mod config_check;
+mod daemon;
 mod db;
 mod identity;
 mod manifest;

@@ -1,13 +1,9 @@
 //! `yizhan status`: what an operator wants to know at a glance.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{open_db, Output};
+use super::{daemon, open_db, Output};
 use crate::config::Config;
 use crate::db::DbError;
 use crate::outbox::{self, Backlog};
@@ -54,7 +50,8 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
                 queue::photo_backlog(c)?,
             ))
         })?;
-    let health = daemon_get(config.api.listen, "/healthz", None).filter(|(code, _)| *code == 200);
+    let health =
+        daemon::call(config.api.listen, "GET", "/healthz", None).filter(|(code, _)| *code == 200);
     let running = health.is_some();
     let health: Option<serde_json::Value> =
         health.and_then(|(_, body)| serde_json::from_slice(&body).ok());
@@ -64,7 +61,7 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
     // by its own user and root) opens it.
     let token = std::fs::read_to_string(config.operator_token_path()).ok();
     let sync = running
-        .then(|| daemon_get(config.api.listen, "/api/v1/sync", token.as_deref()))
+        .then(|| daemon::call(config.api.listen, "GET", "/api/v1/sync", token.as_deref()))
         .flatten()
         .filter(|(code, _)| *code == 200)
         .and_then(|(_, body)| serde_json::from_slice(&body).ok());
@@ -202,31 +199,4 @@ fn sync_line(s: &Status) -> String {
         }
     }
     parts.join(", ")
-}
-
-/// A GET to the daemon's API: status code and body, or `None` when it does
-/// not answer within half a second.
-fn daemon_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, Vec<u8>)> {
-    let probe = || -> std::io::Result<(u16, Vec<u8>)> {
-        let timeout = Duration::from_millis(500);
-        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        let auth = token.map_or_else(String::new, |t| {
-            format!("Authorization: Bearer {}\r\n", t.trim())
-        });
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n")?;
-        let mut raw = Vec::new();
-        s.take(1 << 20).read_to_end(&mut raw)?;
-        let code = raw
-            .get(9..12)
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or_else(Vec::new, |i| raw[i + 4..].to_vec());
-        Ok((code, body))
-    };
-    probe().ok()
 }

@@ -32,6 +32,7 @@ struct RawStation {
     pickup_sla_h: i64,
     min_photos: i64,
     clock_check: String,
+    max_self_drafts: i64,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +198,13 @@ impl Raw {
                 0,
                 20,
                 "photos",
+            ),
+            max_self_drafts: p.range(
+                "station.max_self_drafts",
+                self.station.max_self_drafts,
+                1,
+                1000,
+                "drafts",
             ),
             clock_check: p.choice(
                 "station.clock_check",

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_print_jobs",
         sql: include_str!("../../migrations/0006_print_jobs.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_self_service_keys",
+        sql: include_str!("../../migrations/0007_self_service_keys.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

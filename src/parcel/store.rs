@@ -89,6 +89,8 @@ pub struct NewDraft {
     pub channel: Channel,
     pub provisional: bool,
     pub source: Source,
+    /// Self-service drafts: the secret the customer's screen holds.
+    pub access_key: Option<String>,
 }
 
 /// The fields a transition may set besides the state.
@@ -112,8 +114,8 @@ pub fn insert_draft(tx: &Transaction<'_>, d: &NewDraft) -> Result<ParcelId, DbEr
     let now = clock::now_string();
     tx.prepare_cached(
         "INSERT INTO parcels (id, return_no, merchant_id, order_no, state, channel, provisional,
-                              source, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'draft', ?5, ?6, ?7, ?8, ?8)",
+                              source, access_key, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'draft', ?5, ?6, ?7, ?8, ?9, ?9)",
     )?
     .execute(params![
         id.as_str(),
@@ -123,9 +125,51 @@ pub fn insert_draft(tx: &Transaction<'_>, d: &NewDraft) -> Result<ParcelId, DbEr
         d.channel.as_str(),
         d.provisional,
         d.source.as_str(),
+        d.access_key,
         now
     ])?;
     Ok(id)
+}
+
+/// The open self-service draft of a return, if there is one: its id and
+/// key (a rescan at the kiosk reuses it).
+pub fn open_self_draft(
+    c: &Connection,
+    return_no: &str,
+) -> Result<Option<(ParcelId, String)>, DbError> {
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT id, access_key FROM parcels
+             WHERE return_no = ?1 AND state = 'draft' AND channel = 'self'
+             ORDER BY created_at DESC LIMIT 1",
+        )?
+        .query_row([return_no], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(id, key)| Some((ParcelId::parse(&id)?, key?))))
+}
+
+/// Open self-service drafts (counted against `station.max_self_drafts`).
+pub fn open_self_drafts(c: &Connection) -> Result<i64, DbError> {
+    Ok(
+        c.prepare_cached(
+            "SELECT COUNT(*) FROM parcels WHERE state = 'draft' AND channel = 'self'",
+        )?
+        .query_row([], |r| r.get(0))?,
+    )
+}
+
+/// Whether `key` is parcel `id`'s self-service key.
+pub fn key_matches(c: &Connection, id: &ParcelId, key: &str) -> Result<bool, DbError> {
+    let stored: Option<Option<String>> = c
+        .prepare_cached("SELECT access_key FROM parcels WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(Some(stored)) = stored else {
+        return Ok(false);
+    };
+    // Compared as digests: nothing learned from timing.
+    use sha2::Digest;
+    Ok(sha2::Sha256::digest(stored.as_bytes()) == sha2::Sha256::digest(key.as_bytes()))
 }
 
 /// Moves parcel `id` by `action`, applying `changes`; returns the parcel as

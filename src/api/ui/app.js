@@ -127,7 +127,7 @@
   // ---- customer flow -------------------------------------------------------
   const cust = { parcel: null, photos: 0, returnNo: "" };
   function startOver() {
-    cust.parcel = null; cust.photos = 0; cust.returnNo = "";
+    cust.parcel = null; cust.key = null; cust.photos = 0; cust.returnNo = "";
     $("c-code").value = ""; $("c-progress-code").value = ""; $("c-progress-out").innerHTML = "";
     show("c-start");
   }
@@ -146,7 +146,7 @@
     $("c-verdict-text").textContent = ok ? "" : t("reason." + a.reason);
     cust.returnNo = (a.return && a.return.return_no) || "";
     $("c-return-no").textContent = cust.returnNo;
-    cust.parcel = a.parcel_id || null; cust.photos = 0;
+    cust.parcel = a.parcel_id || null; cust.key = a.key || null; cust.photos = 0;
     $("c-result-next").hidden = !ok;
     if (current !== "c-result") show("c-result");
     if (ok) $("c-result-next").focus();
@@ -215,7 +215,7 @@
   async function uploadCustomerPhoto(blob) {
     $("c-photo-err").textContent = "";
     try {
-      await api("POST", "/api/v1/parcels/" + cust.parcel + "/photos?kind=parcel", blob, { anonymous: true });
+      await api("POST", "/api/v1/parcels/" + cust.parcel + "/photos?kind=parcel&key=" + encodeURIComponent(cust.key), blob, { anonymous: true });
       cust.photos += 1;
       updatePhotoCount();
     } catch (err) { $("c-photo-err").textContent = err.message; }
@@ -234,7 +234,7 @@
   $("c-drop-confirm").onclick = async () => {
     $("c-drop-confirm").disabled = true;
     try {
-      const r = await api("POST", "/api/v1/parcels/" + cust.parcel + "/drop", undefined, { anonymous: true });
+      const r = await api("POST", "/api/v1/parcels/" + cust.parcel + "/drop?key=" + encodeURIComponent(cust.key), undefined, { anonymous: true });
       $("c-receipt-qr").src = r.svg;
       $("c-receipt-rn").textContent = r.return_no;
       $("c-receipt-at").textContent = when(r.at);
@@ -272,6 +272,7 @@
     try {
       const r = await api("POST", "/api/v1/sessions", { clerk_id: $("k-id").value.trim(), pin: $("k-pin").value }, { anonymous: true });
       token = r.token; clerkName = r.name;
+      listen();
       $("k-pin").value = "";
       $("k-who").textContent = r.name;
       show("k-console");
@@ -286,13 +287,14 @@
   });
   function sessionEnded() {
     token = null;
+    listen();
     stopCamera();
     $("k-login-err").textContent = t("k.login.expired");
     show("k-login");
   }
   $("k-logout").onclick = async () => {
     try { await api("DELETE", "/api/v1/sessions/current"); } catch (e) { /* gone already */ }
-    token = null; stopCamera(); startOver();
+    token = null; listen(); stopCamera(); startOver();
   };
 
   // ---- clerk console: tabs ---------------------------------------------------
@@ -666,8 +668,13 @@
     } catch (err) { if (current === "k-console") msg(err.message, false); }
   }
 
+  // The stream: a clerk's (with the session's token, since an EventSource
+  // sends no headers) carries parcel ids and state changes; the kiosk's
+  // without a session carries nothing identifying a parcel.
+  let es = null;
   function listen() {
-    const es = new EventSource("/api/v1/stream");
+    if (es) es.close();
+    es = new EventSource("/api/v1/stream" + (token ? "?token=" + encodeURIComponent(token) : ""));
     es.addEventListener("scan", (e) => { try { deviceScan(JSON.parse(e.data)); } catch (err) { /* ignore */ } });
     es.addEventListener("clock", (e) => {
       try { kiosk.clock_trusted = JSON.parse(e.data).trusted; renderDevices(); } catch (err) { /* ignore */ }
