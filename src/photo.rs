@@ -10,9 +10,7 @@ pub mod store;
 
 use std::io::Cursor;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -99,19 +97,30 @@ pub struct Processed {
 
 /// Decodes `bytes` (JPEG or PNG), applies EXIF orientation, bounds the
 /// longest side to `max_px`, and re-encodes to a metadata-free JPEG.
+///
+/// # How (issue 20, docs/PERFORMANCE.md "Photos")
+/// A JPEG at least twice as large as the target is decoded at 1/2, 1/4 or
+/// 1/8 scale in the DCT domain (libjpeg's trick, in `jpeg-decoder`): a
+/// 12 MP phone photo becomes 3 MP without ever being 12 MP in memory. The
+/// rest is resized with a SIMD convolution (`fast_image_resize`), rotated
+/// upright, and encoded by `jpeg-encoder`. Only the resized picture is
+/// rotated: fewer pixels to move.
 pub fn process(bytes: &[u8], max_px: u32) -> Result<Processed, PhotoError> {
     let format = sniff(bytes)?;
-    let img = decode(bytes, format)?;
-    let img = if img.width().max(img.height()) > max_px {
-        img.resize(max_px, max_px, FilterType::Triangle)
-    } else {
-        img
+    let (rgb, orientation) = match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes, max_px)?,
+        _ => (decode(bytes, format)?.into_rgb8(), None),
     };
-    let rgb = img.to_rgb8();
-    let mut jpeg = Vec::with_capacity(rgb.len() / 8);
-    JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-        .encode_image(&rgb)
-        .map_err(|e| PhotoError::Undecodable(e.to_string()))?;
+    let rgb = fit(rgb, max_px)?;
+    let rgb = match orientation {
+        Some(o) if o != image::metadata::Orientation::NoTransforms => {
+            let mut img = DynamicImage::ImageRgb8(rgb);
+            img.apply_orientation(o);
+            img.into_rgb8()
+        }
+        _ => rgb,
+    };
+    let jpeg = encode_jpeg(&rgb)?;
     let sha256 = hex::encode(Sha256::digest(&jpeg));
     Ok(Processed {
         jpeg,
@@ -119,6 +128,114 @@ pub fn process(bytes: &[u8], max_px: u32) -> Result<Processed, PhotoError> {
         width: rgb.width(),
         height: rgb.height(),
     })
+}
+
+/// A JPEG, at the smallest DCT scale (1, 1/2, 1/4, 1/8) that still covers
+/// `max_px`; with its EXIF orientation.
+fn decode_jpeg(
+    bytes: &[u8],
+    max_px: u32,
+) -> Result<(RgbImage, Option<image::metadata::Orientation>), PhotoError> {
+    let bad = |e: jpeg_decoder::Error| PhotoError::Undecodable(e.to_string());
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    d.set_max_decoding_buffer_size(MAX_DECODE_ALLOC as usize);
+    d.read_info().map_err(bad)?;
+    let info = d
+        .info()
+        .ok_or_else(|| PhotoError::Undecodable("no image in the JPEG".into()))?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    if width == 0 || height == 0 {
+        return Err(PhotoError::Undecodable("a JPEG of no pixels".into()));
+    }
+    if width.max(height) > MAX_DECODED_SIDE {
+        return Err(PhotoError::TooManyPixels { width, height });
+    }
+    // The longest side decides the scale (the decoder picks the smallest
+    // scale at which either side reaches what is asked); the other follows.
+    let ask = clamp_u16(max_px);
+    let (ask_w, ask_h) = if width >= height {
+        (ask, u16::MAX)
+    } else {
+        (u16::MAX, ask)
+    };
+    let (w, h) = d.scale(ask_w, ask_h).map_err(bad)?;
+    let pixels = d.decode().map_err(bad)?;
+    let orientation = d
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk);
+    let (w, h) = (u32::from(w), u32::from(h));
+    let n = w as usize * h as usize;
+    let rgb: Vec<u8> = match d.info().map(|i| i.pixel_format) {
+        Some(jpeg_decoder::PixelFormat::RGB24) => pixels,
+        Some(jpeg_decoder::PixelFormat::L8) => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
+        Some(jpeg_decoder::PixelFormat::L16) => pixels
+            .chunks_exact(2)
+            .flat_map(|l| [l[0], l[0], l[0]])
+            .collect(),
+        Some(jpeg_decoder::PixelFormat::CMYK32) => pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                // Adobe's inverted CMYK, as phones and scanners write it.
+                let k = u16::from(p[3]);
+                [p[0], p[1], p[2]].map(|c| (u16::from(c) * k / 255) as u8)
+            })
+            .collect(),
+        None => return Err(PhotoError::Undecodable("no pixel format".into())),
+    };
+    if rgb.len() < n * 3 {
+        return Err(PhotoError::Undecodable("the JPEG decoded short".into()));
+    }
+    let img = RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| PhotoError::Undecodable("the JPEG decoded short".into()))?;
+    Ok((img, orientation))
+}
+
+fn clamp_u16(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
+/// The size `width`×`height` is resized to so that its longest side is at
+/// most `max_px` (unchanged if it already is).
+fn fitted(width: u32, height: u32, max_px: u32) -> (u32, u32) {
+    let longest = width.max(height);
+    if longest <= max_px {
+        return (width, height);
+    }
+    let scale = |v: u32| {
+        let exact = f64::from(v) * f64::from(max_px) / f64::from(longest);
+        (exact.round() as u32).max(1)
+    };
+    (scale(width), scale(height))
+}
+
+/// Resizes to fit `max_px` with a SIMD bilinear convolution.
+fn fit(rgb: RgbImage, max_px: u32) -> Result<RgbImage, PhotoError> {
+    use fast_image_resize::{
+        images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+    };
+    let (w, h) = rgb.dimensions();
+    let (nw, nh) = fitted(w, h, max_px);
+    if (nw, nh) == (w, h) {
+        return Ok(rgb);
+    }
+    let failed = |e: &dyn std::fmt::Display| PhotoError::Undecodable(format!("cannot resize: {e}"));
+    let src = Image::from_vec_u8(w, h, rgb.into_raw(), PixelType::U8x3).map_err(|e| failed(&e))?;
+    let mut dst = Image::new(nw, nh, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| failed(&e))?;
+    RgbImage::from_raw(nw, nh, dst.into_vec())
+        .ok_or_else(|| failed(&"the resized picture is short"))
+}
+
+fn encode_jpeg(rgb: &RgbImage) -> Result<Vec<u8>, PhotoError> {
+    let (w, h) = (clamp_u16(rgb.width()), clamp_u16(rgb.height()));
+    let mut jpeg = Vec::with_capacity(rgb.len() / 8);
+    jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITY)
+        .encode(rgb.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| PhotoError::Undecodable(format!("cannot encode: {e}")))?;
+    Ok(jpeg)
 }
 
 /// Decodes `bytes` (JPEG or PNG, within the same limits as photos) to grey
@@ -172,7 +289,8 @@ fn too_big_or(e: image::ImageError, other: impl Fn(image::ImageError) -> PhotoEr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use image::{ImageEncoder, Rgb, RgbImage};
+    use image::codecs::jpeg::JpegEncoder;
+    use image::{ImageEncoder, Rgb};
 
     /// A small real PNG of the given size.
     pub fn png(width: u32, height: u32) -> Vec<u8> {
@@ -206,6 +324,59 @@ pub(crate) mod tests {
         assert_eq!(p.sha256, hex::encode(Sha256::digest(&p.jpeg)));
         let small = process(&png(10, 20), 1600).unwrap();
         assert_eq!((small.width, small.height), (10, 20));
+    }
+
+    /// A JPEG of `w`×`h` carrying an EXIF orientation tag.
+    fn jpeg_oriented(w: u32, h: u32, orientation: u16) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, _| Rgb([(x % 256) as u8, 100, 50]));
+        let mut plain = Vec::new();
+        JpegEncoder::new(&mut plain).encode_image(&img).unwrap();
+        // A minimal big-endian TIFF with one IFD entry: Orientation (0x0112).
+        let mut tiff = b"Exif\0\0MM\0*\0\0\0\x08\0\x01".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1]);
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let len = (tiff.len() + 2) as u16;
+        let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&tiff);
+        out.extend_from_slice(&plain[2..]);
+        out
+    }
+
+    #[test]
+    fn phone_photos_are_turned_upright_and_shrunk() {
+        // Orientation 6: the camera was turned; the stored photo is upright
+        // (width and height swapped).
+        let p = process(&jpeg_oriented(4000, 3000, 6), 1600).unwrap();
+        assert_eq!((p.width, p.height), (1200, 1600));
+        let p = process(&jpeg_oriented(400, 300, 1), 1600).unwrap();
+        assert_eq!((p.width, p.height), (400, 300));
+        let back = image::load_from_memory(&p.jpeg).unwrap();
+        assert_eq!(back.width(), 400);
+    }
+
+    #[test]
+    fn jpegs_of_every_size_fit_exactly() {
+        for (w, h, want) in [
+            (4000, 3000, (1600, 1200)),
+            (3000, 4000, (1200, 1600)),
+            (2000, 1500, (1600, 1200)),
+            (1601, 10, (1600, 10)),
+            (12_000, 9, (1600, 2)),
+            (800, 600, (800, 600)),
+        ] {
+            let img = RgbImage::from_pixel(w, h, Rgb([90, 90, 90]));
+            let mut jpeg = Vec::new();
+            JpegEncoder::new(&mut jpeg).encode_image(&img).unwrap();
+            let p = process(&jpeg, 1600).unwrap();
+            assert_eq!((p.width, p.height), want, "{w}x{h}");
+        }
+        // Grey-scale JPEGs too.
+        let grey = image::GrayImage::from_pixel(3200, 2400, image::Luma([77]));
+        let mut jpeg = Vec::new();
+        JpegEncoder::new(&mut jpeg).encode_image(&grey).unwrap();
+        assert_eq!(process(&jpeg, 1600).unwrap().width, 1600);
     }
 
     #[test]
