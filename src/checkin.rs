@@ -294,11 +294,10 @@ impl Station {
             }
             .into());
         }
-        let found = tokio::task::spawn_blocking(move || {
-            photo::decode_gray(&bytes).map(|g| crate::decode::find_codes(&g))
-        })
-        .await
-        .map_err(|e| CheckinError::Internal(format!("the decoding task failed: {e}")))??;
+        let found = self
+            .photo_slots()
+            .run(move || photo::decode_gray(&bytes).map(|g| crate::decode::find_codes(&g)))
+            .await??;
         let mut chosen = None;
         for f in &found {
             if self.waybill_scanned(&f.text).await.is_none() {
@@ -363,6 +362,9 @@ impl Station {
     ) -> Result<Photo, CheckinError> {
         let result = self.add_photo_inner(id, kind, bytes, by_clerk).await;
         self.metrics().photo(result.is_ok());
+        // The upload's buffers are free now (some on this thread's arena):
+        // give the memory back to the system.
+        tokio::task::spawn_blocking(photo::release_memory);
         result
     }
 
@@ -390,9 +392,10 @@ impl Station {
         }
         self.photos().check_free_space()?;
         let max_px = self.config().storage.photo_max_px;
-        let processed = tokio::task::spawn_blocking(move || photo::process(&bytes, max_px))
-            .await
-            .map_err(|e| CheckinError::Internal(e.to_string()))??;
+        let processed = self
+            .photo_slots()
+            .run(move || photo::process(&bytes, max_px))
+            .await??;
         let photo = Photo {
             sha256: processed.sha256.clone(),
             bytes: processed.jpeg.len() as u64,

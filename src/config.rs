@@ -64,6 +64,9 @@ pub struct StorageConfig {
     pub min_free_mb: u64,
     pub event_retention_days: u32,
     pub photo_retention_days: u32,
+    /// Photos (and camera frames) decoded at once; 0: one per 256 MiB of
+    /// memory, at most the number of cores.
+    pub photo_workers: u32,
 }
 
 /// `[api]`: the local HTTP API.

@@ -21,6 +21,133 @@ const MAX_DECODED_SIDE: u32 = 12_000;
 /// Memory the decoder may allocate for one image.
 const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
 
+/// Pictures decoded at once (photos and camera frames): each can take a
+/// few tens of MiB while it is decoded, so a kiosk with little memory must
+/// not decode many at a time. The rest wait for a slot, up to
+/// [`SLOT_WAIT`], then are answered 503 `busy` (try again).
+#[derive(Debug, Clone)]
+pub struct Slots {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    count: usize,
+}
+
+/// How long a photo waits for a decoding slot before it is refused.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Memory one decode may take at its peak, for sizing the slots: a 12 MP
+/// photo decoded at half scale, resized and encoded (measured: docs/
+/// PERFORMANCE.md, "Photos").
+const PER_DECODE: u64 = 48 << 20;
+
+impl Slots {
+    /// `configured` slots, or (0) one per 256 MiB of the machine's memory,
+    /// at least 1 and at most the number of cores.
+    pub fn new(configured: u32) -> Slots {
+        let count = match configured {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let by_memory = mem_total_bytes().map_or(1, |m| (m / (256 << 20)) as usize);
+                by_memory.clamp(1, cores)
+            }
+            n => n as usize,
+        };
+        Slots {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(count)),
+            count,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The most memory the decodes can take together.
+    pub fn bound_bytes(&self) -> u64 {
+        self.count as u64 * PER_DECODE
+    }
+
+    /// Runs `f` (a decode) on the blocking pool once a slot is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SlotError> {
+        self.run_within(SLOT_WAIT, f).await
+    }
+
+    /// [`Slots::run`], waiting at most `wait` for a slot.
+    pub async fn run_within<T: Send + 'static>(
+        &self,
+        wait: std::time::Duration,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, SlotError> {
+        let permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| SlotError::Busy)?
+            .map_err(|_| SlotError::Busy)?;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = f();
+            // The pictures' buffers went back to the allocator; hand the
+            // memory back to the system so a kiosk's resident size returns
+            // to idle (glibc keeps freed heap otherwise).
+            release_memory();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| SlotError::Task(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// Why a decode did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error("the station is busy with other photos; try again in a moment")]
+    Busy,
+    #[error("the decoding task failed: {0}")]
+    Task(String),
+}
+
+/// The machine's memory (`MemTotal` of /proc/meminfo).
+fn mem_total_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Two malloc arenas for the daemon instead of glibc's eight per core:
+/// photos are large allocations freed on other threads than they were made
+/// on, and every extra arena keeps some of them resident (measured: 45 MiB
+/// resident after eight 12 MP uploads with the default, 16 MiB with two;
+/// docs/PERFORMANCE.md, "Photos"). Call before threads are started.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a glibc tunable; it is called before the
+    // daemon starts its threads.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Returns freed heap memory to the operating system (glibc only).
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no
+    // pointers and is safe to call from any thread at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What the photo shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -314,6 +441,33 @@ pub(crate) mod tests {
         out.append(&mut app1);
         out.extend_from_slice(&plain[2..]);
         out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decodes_beyond_the_slots_wait_then_are_refused() {
+        let slots = Slots::new(1);
+        assert_eq!(slots.count(), 1);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = slots.clone();
+        let first = tokio::spawn(async move {
+            busy.run(move || {
+                started_tx.send(()).unwrap();
+                released.recv().unwrap();
+                1
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || started.recv().unwrap())
+            .await
+            .unwrap();
+        let second = slots
+            .run_within(std::time::Duration::from_millis(50), || 2)
+            .await;
+        assert!(matches!(second, Err(SlotError::Busy)), "{second:?}");
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(slots.run(|| 3).await.unwrap(), 3, "the slot is free again");
     }
 
     #[test]

@@ -73,6 +73,8 @@ struct Inner {
     devices: Devices,
     /// Whether the clock can be trusted, as last checked.
     clock: std::sync::Mutex<Option<crate::clock::Trust>>,
+    /// Pictures decoded at once (bounds the memory photos take).
+    photo_slots: crate::photo::Slots,
 }
 
 /// Something the kiosk screen should hear about at once.
@@ -136,6 +138,7 @@ impl Station {
             clock: crate::clock::Clock::new(config.station.clock_check),
         };
         let idle = Duration::from_secs(u64::from(config.api.session_idle_min) * 60);
+        let photo_slots = crate::photo::Slots::new(config.storage.photo_workers);
         let operator_token = crate::clerk::new_token()
             .map_err(|e| StationError::Identity(IdentityError::Random(e.to_string())))?;
         let station = Station {
@@ -154,6 +157,7 @@ impl Station {
                 notices: broadcast::channel(256).0,
                 devices: Devices::default(),
                 clock: std::sync::Mutex::new(None),
+                photo_slots,
             }),
         };
         station.discard_stale_drafts_blocking()?;
@@ -193,6 +197,11 @@ impl Station {
     /// Follows [`Station::events_committed`].
     pub fn watch_events(&self) -> watch::Receiver<u64> {
         self.inner.committed.subscribe()
+    }
+
+    /// The decoding slots for photos and camera frames.
+    pub fn photo_slots(&self) -> &crate::photo::Slots {
+        &self.inner.photo_slots
     }
 
     /// The kiosk's devices (SPEC §10).

@@ -47,6 +47,12 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -89,6 +95,8 @@ impl From<CheckinError> for ApiError {
                 }
                 (status, code)
             }
+            E::Slot(crate::photo::SlotError::Busy) => (S::SERVICE_UNAVAILABLE, "busy"),
+            E::Slot(crate::photo::SlotError::Task(_)) => (S::INTERNAL_SERVER_ERROR, "internal"),
             E::Db(d) => return db_error(d),
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };

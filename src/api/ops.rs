@@ -47,6 +47,10 @@ pub async fn healthz(
             "open_files_limit": info.limits.open_files,
         });
     }
+    body["photos"] = json!({
+        "decoded_at_once": st.photo_slots().count(),
+        "memory_bound_mib": st.photo_slots().bound_bytes() >> 20,
+    });
     // The clock: an untrusted one is a warning (events say so), not a
     // failed liveness check.
     if let Ok(trust) = st.check_clock().await {

@@ -48,6 +48,8 @@ pub enum CheckinError {
     #[error(transparent)]
     Photo(#[from] PhotoError),
     #[error(transparent)]
+    Slot(#[from] crate::photo::SlotError),
+    #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
     Db(#[from] DbError),

@@ -199,6 +199,7 @@ pub fn execute(cli: Cli) -> Result<()> {
 
 fn run(config: Config) -> Result<()> {
     crate::logging::init(config.log.format, &config.log.level);
+    crate::photo::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -44,6 +44,7 @@ struct RawStorage {
     min_free_mb: i64,
     event_retention_days: i64,
     photo_retention_days: i64,
+    photo_workers: i64,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +245,13 @@ impl Raw {
                 0,
                 3650,
                 "days",
+            ),
+            photo_workers: p.range(
+                "storage.photo_workers",
+                s.photo_workers,
+                0,
+                64,
+                "photos decoded at once (0: from the machine's memory)",
             ),
         };
         let listen = self.api.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
