@@ -34,9 +34,30 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(9usize);
+    // --only ingest|memory|checkin: one part (under qemu, memory alone).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("photo-bench");
     std::fs::create_dir_all(&dir).unwrap();
     let inputs = make_inputs(&dir);
+    let twelve = std::fs::read(&inputs[0].path).unwrap();
+    if part("ingest") {
+        ingest(&dir, &inputs, runs);
+    }
+    if part("memory") {
+        Daemon::start(&dir, &[]).memory_report(&twelve);
+    }
+    if part("checkin") {
+        checkin_flushes(&dir, runs.max(9));
+    }
+}
+
+/// Goal 1: the time to turn each input into what the station stores.
+fn ingest(dir: &Path, inputs: &[Input], runs: usize) {
     println!("photo ingest, medians of {runs} (ms):\n");
     println!(
         "libjpeg-turbo: `djpeg [-scale 1/2] | cjpeg -quality 85` (PNG: `pngtopnm | cjpeg`), as a\n\
@@ -47,8 +68,8 @@ fn main() {
         "{:<22} {:>10} {:>10} {:>10} {:>10} {:>7} {:>10}",
         "input", "turbo pipe", "turbo 1cpu", "yizhan", "yiz HTTP", "ratio", "before"
     );
-    let daemon = Daemon::start(&dir);
-    for input in &inputs {
+    let daemon = Daemon::start(dir, &[]);
+    for input in inputs {
         let bytes = std::fs::read(&input.path).unwrap();
         let turbo = median(runs, || time_shell(&input.turbo));
         let turbo_one = median(runs, || {
@@ -85,7 +106,6 @@ fn main() {
             );
         }
     }
-    daemon.memory_report(&std::fs::read(&inputs[0].path).unwrap());
 }
 
 /// The pipeline before issue 20, for comparison in the same run: the
@@ -118,25 +138,50 @@ struct Input {
     issue_command: Option<String>,
 }
 
-/// Seeded inputs that compress like phone photos: smooth light, texture,
-/// edges, sensor noise.
-fn make_inputs(dir: &Path) -> Vec<Input> {
-    let photo = |w: u32, h: u32| {
-        let mut rng = fastrand::Rng::with_seed(u64::from(w));
-        image::RgbImage::from_fn(w, h, |x, y| {
-            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-            let light = 120.0 + 80.0 * (fx * 3.1).sin() * (fy * 2.3).cos();
-            let texture = 10.0 * ((x as f32 * 0.21).sin() + (y as f32 * 0.17).cos());
-            let edge = if ((x / 97) + (y / 61)) % 5 == 0 {
-                60.0
-            } else {
-                0.0
-            };
-            let noise = rng.f32() * 7.0;
-            let v = |k: f32| (light + texture * k + edge + noise).clamp(0.0, 255.0) as u8;
-            image::Rgb([v(1.0), v(0.8), v(0.6)])
+/// A seeded image that compresses like a phone photo: smooth light,
+/// texture, edges, sensor noise.
+fn phone_photo(w: u32, h: u32) -> image::RgbImage {
+    let mut rng = fastrand::Rng::with_seed(u64::from(w));
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let light = 120.0 + 80.0 * (fx * 3.1).sin() * (fy * 2.3).cos();
+        let texture = 10.0 * ((x as f32 * 0.21).sin() + (y as f32 * 0.17).cos());
+        let edge = if ((x / 97) + (y / 61)) % 5 == 0 {
+            60.0
+        } else {
+            0.0
+        };
+        let noise = rng.f32() * 7.0;
+        let v = |k: f32| (light + texture * k + edge + noise).clamp(0.0, 255.0) as u8;
+        image::Rgb([v(1.0), v(0.8), v(0.6)])
+    })
+}
+
+/// `n` different 12 MP phone photos: a station stores a photo it already
+/// has once (by hash), so a bench of check-ins needs a new one each time.
+fn distinct_photos(n: usize) -> Vec<Vec<u8>> {
+    let base = phone_photo(4000, 3000);
+    (0..n)
+        .map(|i| {
+            let mut img = base.clone();
+            // A 64x64 patch whose place and shade differ per photo.
+            let (px, py) = ((i as u32 * 131) % 3900, (i as u32 * 71) % 2900);
+            for y in py..py + 64 {
+                for x in px..px + 64 {
+                    img.put_pixel(x, y, image::Rgb([(i * 37 % 256) as u8, 20, 200]));
+                }
+            }
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
+                .encode_image(&img)
+                .unwrap();
+            bytes
         })
-    };
+        .collect()
+}
+
+/// The bench's inputs, written once under `dir`.
+fn make_inputs(dir: &Path) -> Vec<Input> {
     let mut out = Vec::new();
     for (name, w, h, png) in [
         ("12 MP JPEG 4000x3000", 4000, 3000, false),
@@ -145,7 +190,7 @@ fn make_inputs(dir: &Path) -> Vec<Input> {
     ] {
         let path = dir.join(format!("{w}x{h}.{}", if png { "png" } else { "jpg" }));
         if !path.exists() {
-            let img = photo(w, h);
+            let img = phone_photo(w, h);
             let mut bytes = Vec::new();
             if png {
                 image::DynamicImage::ImageRgb8(img)
@@ -222,6 +267,102 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Goal 3: the flushes of one whole check-in (scan, one 12 MP photo,
+/// accept), counted and attributed by scripts/slow-fsync.c's log, and the
+/// check-in's latency on a fast disk and with every flush 5 ms slower
+/// (`SLOW_FSYNC_US=5000`, a kiosk's SD card), next to its floor: the
+/// flushes it must do, times 5 ms.
+fn checkin_flushes(dir: &Path, runs: usize) {
+    let shim = dir.join("slow-fsync.so");
+    let built = Command::new("gcc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slow-fsync.c"))
+        .arg("-ldl")
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("\nwhole check-in: skipped (gcc could not build scripts/slow-fsync.c)");
+        return;
+    }
+    println!(
+        "\nwhole check-in (scan, one new 12 MP photo, accept; one at a time; medians of {runs}), \
+         flushes from scripts/slow-fsync.c's log:\n"
+    );
+    let photos = distinct_photos(2 * (3 + runs));
+    let mut photos = photos.iter();
+    println!(
+        "{:<18} {:>12} {:>9}   flushes per check-in, by file",
+        "SLOW_FSYNC_US", "check-in ms", "flushes"
+    );
+    for slow_us in [0u64, 5000] {
+        let log = dir.join(format!("flushes-{slow_us}.log"));
+        let _ = std::fs::remove_file(&log);
+        let daemon = Daemon::start(
+            dir,
+            &[
+                ("LD_PRELOAD", shim.display().to_string()),
+                ("SLOW_FSYNC_US", slow_us.to_string()),
+                ("SLOW_FSYNC_LOG", log.display().to_string()),
+            ],
+        );
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+        // Warm-up: the first photos also create their hash's directory.
+        for _ in 0..3 {
+            daemon.checkin(photos.next().expect("enough photos"));
+        }
+        let mut times = Vec::new();
+        let mut counts: std::collections::BTreeMap<&'static str, usize> = Default::default();
+        let mut total = 0;
+        for _ in 0..runs {
+            let seen = lines().len();
+            times.push(daemon.checkin(photos.next().expect("enough photos")));
+            for line in lines()[seen..].lines() {
+                *counts.entry(flush_target(line)).or_default() += 1;
+                total += 1;
+            }
+        }
+        times.sort();
+        let per = |n: usize| n as f64 / runs as f64;
+        let detail: Vec<String> = counts
+            .iter()
+            .map(|(k, n)| format!("{k} {:.2}", per(*n)))
+            .collect();
+        println!(
+            "{:<18} {:>12.1} {:>9.2}   {}",
+            slow_us,
+            ms(times[times.len() / 2]),
+            per(total),
+            detail.join(", ")
+        );
+    }
+    println!(
+        "floor with SLOW_FSYNC_US=5000: the photo file, its directory and the accept's commit \
+         must be flushed (SPEC §3, §5, §9): 3 x 5 ms = 15 ms over the fast-disk check-in"
+    );
+}
+
+/// Which file a slow-fsync log line flushed, by its role.
+fn flush_target(line: &str) -> &'static str {
+    let path = line.split_once(' ').map_or(line, |(_, p)| p);
+    let name = Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if path.ends_with(".db-wal") {
+        "database log"
+    } else if path.ends_with(".db") {
+        "database file (checkpoint)"
+    } else if path.contains("/photos/tmp/") {
+        "photo file"
+    } else if path.ends_with("/photos") {
+        "photos directory (a new hash directory)"
+    } else if path.contains("/photos/") && name.len() == 2 {
+        "photo's directory"
+    } else {
+        "other"
+    }
+}
+
 /// The real daemon, for the HTTP path and its memory.
 struct Daemon {
     child: std::process::Child,
@@ -233,7 +374,8 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
+    /// The daemon on its own data directory under `dir`, with `env` added.
+    fn start(dir: &Path, env: &[(&str, String)]) -> Daemon {
         let tmp = tempfile::tempdir_in(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -264,6 +406,7 @@ impl Daemon {
             None => Command::new(&bin),
         };
         let child = cmd
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .arg("--config")
             .arg(&config)
             .arg("run")
@@ -324,6 +467,49 @@ impl Daemon {
         took
     }
 
+    /// One whole check-in: scan, one photo, accept; its time.
+    fn checkin(&self, photo: &[u8]) -> Duration {
+        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let post = |path: String, body: reqwest::blocking::Body| {
+            let kind = if path.contains("/photos") {
+                "image/jpeg"
+            } else {
+                "application/json"
+            };
+            let r = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .header("content-type", kind)
+                .body(body)
+                .send()
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().unwrap_or_default();
+            assert!(status.is_success(), "{path}: {status} {v}");
+            v
+        };
+        let t = Instant::now();
+        let scan = post(
+            "/api/v1/scans".into(),
+            json!({"code": format!("RT-CHECKIN-{n:06}"), "channel": "clerk"})
+                .to_string()
+                .into(),
+        );
+        let id = scan["parcel_id"].as_str().unwrap().to_owned();
+        post(
+            format!("/api/v1/parcels/{id}/photos?kind=label"),
+            photo.to_vec().into(),
+        );
+        post(
+            format!("/api/v1/parcels/{id}/accept"),
+            json!({"waybill_no": format!("SF{n:012}")})
+                .to_string()
+                .into(),
+        );
+        t.elapsed()
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
@@ -333,10 +519,10 @@ impl Daemon {
             .unwrap_or(0)
     }
 
-    /// Peak memory before and after one 12 MP photo (in a fresh daemon, so
-    /// the earlier uploads do not count), and resident memory after.
+    /// Peak memory before and after one 12 MP photo (call it on a fresh
+    /// daemon, so no earlier upload counts), and resident memory after.
     fn memory_report(&self, photo: &[u8]) {
-        let fresh = Daemon::start(self._dir.path().parent().unwrap());
+        let fresh = self;
         let before = fresh.status_kib("VmHWM:");
         fresh.upload(photo);
         let after = fresh.status_kib("VmHWM:");

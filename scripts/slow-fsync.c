@@ -9,12 +9,19 @@
  *   SLOW_FSYNC_US=2000 LD_PRELOAD=$PWD/target/slow-fsync.so \
  *       cargo bench --bench checkin
  *
- * See docs/PERFORMANCE.md ("On slow flash").
+ * With SLOW_FSYNC_LOG=<file>, every flush also appends one line to that
+ * file: "fsync <path>" or "fdatasync <path>" (the path of the descriptor),
+ * so a benchmark can count and attribute the flushes of each step.
+ *
+ * See docs/PERFORMANCE.md ("On slow flash", "Photos").
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static long delay_us(void) {
     static long us = -1;
@@ -34,9 +41,31 @@ static void pause_after_flush(void) {
     }
 }
 
+/* Appends "<name> <path of fd>" to SLOW_FSYNC_LOG, if set. One write(2)
+ * of one line to an O_APPEND file: lines of concurrent flushes do not mix. */
+static void log_flush(const char *name, int fd) {
+    static int log_fd = -2;
+    if (log_fd == -2) {
+        const char *path = getenv("SLOW_FSYNC_LOG");
+        log_fd = path ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+    }
+    if (log_fd < 0) return;
+    char link[64], target[512], line[600];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0) n = 0;
+    target[n] = 0;
+    int len = snprintf(line, sizeof line, "%s %s\n", name, target);
+    if (len > (int)sizeof line - 1) len = sizeof line - 1;
+    if (write(log_fd, line, len) < 0) {
+        /* Nothing to do: the count is a measurement aid. */
+    }
+}
+
 /* Calls the real `name` (looked up once into *real), then pauses. */
 static int flush_then_pause(int (**real)(int), const char *name, int fd) {
     if (!*real) *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    log_flush(name, fd);
     int r = (*real)(fd);
     pause_after_flush();
     return r;

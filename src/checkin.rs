@@ -403,25 +403,37 @@ impl Station {
             height: processed.height,
             kind,
         };
+        // The file's two flushes happen here, not while holding the writer
+        // (every other check-in's commit would wait on them).
+        let (photos, sha, jpeg) = (self.photos().clone(), photo.sha256.clone(), processed.jpeg);
+        let (prepared, jpeg) = tokio::task::spawn_blocking(move || {
+            let prepared = photos.prepare(&sha, &jpeg);
+            (prepared, jpeg)
+        })
+        .await
+        .map_err(|e| crate::db::DbError::Task(e.to_string()))?;
+        let prepared = prepared?;
         let (station, id, stored) = (self.clone(), id.clone(), photo.clone());
         self.db()
             .with_writer(move |conn| {
-                station.attach_photo_locked(conn, &id, &stored, &processed.jpeg, by_clerk)
+                station.attach_photo_locked(conn, &id, &stored, &jpeg, prepared, by_clerk)
             })
             .await?;
         Ok(photo)
     }
 
-    /// Runs with the writer held: file first (durable), then the row.
+    /// Runs with the writer held: the prepared file confirmed (durable),
+    /// then the row.
     fn attach_photo_locked(
         &self,
         conn: &mut rusqlite::Connection,
         id: &ParcelId,
         photo: &Photo,
         jpeg: &[u8],
+        prepared: photo::store::Prepared,
         by_clerk: bool,
     ) -> Result<(), CheckinError> {
-        self.photos().ensure(&photo.sha256, jpeg)?;
+        self.photos().confirm(&photo.sha256, jpeg, prepared)?;
         let state = store::get(conn, id)?
             .ok_or_else(|| CheckinError::NotFound(id.clone()))?
             .state;

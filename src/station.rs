@@ -132,6 +132,11 @@ impl Station {
         let photos = PhotoStore::new(config.photos_dir(), config.storage.min_free_mb);
         let report = db.with_writer_blocking(|c| photos.check(c, true))?;
         log_repair(&report);
+        if let Err(e) = photos.lay_out() {
+            // Not fatal (a full disk, say): each photo makes its own
+            // directory when it needs one.
+            tracing::warn!(dir = %photos.dir().display(), error = %e, "cannot lay out the photo directory");
+        }
         let events = EventSource {
             station_id: config.station.id.clone(),
             device_id: config.station.device_id.clone(),

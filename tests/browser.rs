@@ -282,10 +282,33 @@ fn a_customer_drops_off_a_parcel_at_the_kiosk() {
         "const v = document.querySelector('#c-video'); return v.videoWidth > 0",
     );
     assert!(b.js("return document.querySelector('#c-photo-next').disabled") == json!(true));
+    // The photo's upload is held in the page until released: meanwhile the
+    // screen says it is processing, and a second tap sends nothing.
+    b.js("window.__held = []; const f = window.fetch;
+          window.fetch = (url, init) => String(url).includes('/photos')
+            ? new Promise((ok) => window.__held.push(() => ok(f(url, init))))
+            : f(url, init);");
     b.click("#c-photo-take");
+    b.wait_js(
+        "the upload under way",
+        "return window.__held.length === 1 && !document.querySelector('#c-photo-busy').hidden",
+    );
+    assert_eq!(b.text("#c-photo-busy"), "正在处理照片，请稍候…");
+    assert!(b.js("return document.querySelector('#c-photo-take').disabled") == json!(true));
+    b.screenshot("customer-4-photo-processing");
+    b.js("document.querySelector('#c-photo-take').click()");
+    b.js("window.__held.forEach((go) => go())");
     b.wait_js(
         "the photo stored",
         "return !document.querySelector('#c-photo-next').disabled",
+    );
+    assert!(
+        !b.visible("#c-photo-busy"),
+        "the progress goes with the upload"
+    );
+    assert!(
+        b.js("return window.__held.length") == json!(1),
+        "one upload, however many taps"
     );
     b.assert_fits("the photo screen");
     b.screenshot("customer-4-photo");

@@ -4,12 +4,21 @@
 //! SQLite's default checkpoints run inside whichever commit pushes the WAL
 //! past 1 000 pages, so every few hundred check-ins one of them also copies
 //! 4 MB and fsyncs the database file (milliseconds here, far more on a
-//! kiosk's SD card). Instead, every commit pings this thread; a moment later
-//! it runs a `PASSIVE` checkpoint on its own connection, which never blocks
-//! the writer or the readers. The writer keeps an automatic checkpoint at
-//! [`BACKSTOP_PAGES`] in case this thread falls behind.
+//! kiosk's SD card). Instead, a hook on the writer ([`Checkpointer::watch`])
+//! notes the WAL's size after every commit; once it reaches
+//! [`CHECKPOINT_PAGES`], the commit pings this thread, and a moment later it
+//! runs a `PASSIVE` checkpoint on its own connection, which never blocks the
+//! writer or the readers. The hook checkpoints in the writer itself only as
+//! a backstop, at [`BACKSTOP_PAGES`], in case this thread falls behind.
 //!
-//! Only the first commit after a checkpoint wakes the thread; the ones
+//! Why not after every commit: a checkpoint flushes the WAL and the database
+//! file, two more fsyncs, and a counter that checks in one parcel every
+//! minute would pay them for every parcel (`cargo bench --bench photo --
+//! --only checkin` counted 3.4 flushes per check-in that way, and about 3.0
+//! after; docs/PERFORMANCE.md). Holding up to 4 MB of WAL costs a reader
+//! nothing measurable, and a clean stop empties it ([`super::Db::checkpoint`]).
+//!
+//! Only the first due commit after a checkpoint wakes the thread; the ones
 //! during its gathering moment find the ping already queued and cost the
 //! committer no wake-up (a context switch per check-in, measured).
 //!
@@ -19,12 +28,13 @@
 //! - The thread ends when the database handle is dropped (its sender goes),
 //!   and the drop waits for it, so the connection is closed with the rest.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
 use super::DbError;
@@ -33,14 +43,20 @@ use super::DbError;
 /// checkpoints a second however busy the counter is.
 const GATHER: Duration = Duration::from_millis(200);
 
-/// The writer's own automatic checkpoint, if this thread falls behind
-/// (~32 MB of WAL at 4 KiB pages).
+/// The WAL size at which this thread checkpoints: SQLite's own default
+/// point (~4 MB at 4 KiB pages).
+pub const CHECKPOINT_PAGES: i64 = 1_000;
+
+/// The writer's own checkpoint, if this thread falls behind (~32 MB of WAL
+/// at 4 KiB pages).
 pub const BACKSTOP_PAGES: i64 = 8_000;
 
 /// The handle the database keeps: pings the thread and stops it on drop.
 pub struct Checkpointer {
     ping: Option<SyncSender<()>>,
     stop: Arc<AtomicBool>,
+    /// Pages in the WAL after the writer's last commit (its hook).
+    wal_pages: Arc<AtomicI64>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -57,12 +73,41 @@ impl Checkpointer {
         Ok(Checkpointer {
             ping: Some(ping),
             stop,
+            wal_pages: Arc::new(AtomicI64::new(0)),
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Something was committed: checkpoint soon.
+    /// Hooks the writer's commits: each records the WAL's size here, and
+    /// past [`BACKSTOP_PAGES`] checkpoints in the writer itself. The hook
+    /// replaces SQLite's automatic checkpoint (`wal_autocheckpoint`).
+    pub fn watch(&self, writer: &mut Connection) -> rusqlite::Result<()> {
+        let wal_pages = Arc::clone(&self.wal_pages);
+        writer.wal_hook(Some(move |wal: &mut Wal, pages: std::ffi::c_int| {
+            let pages = i64::from(pages);
+            wal_pages.store(pages, Ordering::Relaxed);
+            if pages >= BACKSTOP_PAGES {
+                // PASSIVE: copies what no reader needs and never waits. The
+                // commit has happened either way; an error here is not its.
+                if let Err(e) = wal.checkpoint() {
+                    tracing::warn!(error = %e, pages, "the writer's backstop checkpoint failed");
+                }
+            }
+            Ok(())
+        }))
+    }
+
+    /// Whether the WAL has grown to [`CHECKPOINT_PAGES`] since the last
+    /// checkpoint.
+    pub fn due(&self) -> bool {
+        self.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+    }
+
+    /// Something was committed: checkpoint soon if the WAL is due.
     pub fn committed(&self) {
+        if !self.due() {
+            return;
+        }
         if let Some(ping) = &self.ping {
             // Full means a checkpoint is already due; gone means the thread
             // ended (it logged why) and the writer's backstop takes over.
@@ -144,27 +189,56 @@ mod tests {
         .unwrap()
     }
 
+    fn db_size(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Small commits leave the WAL alone: no checkpoint (two more fsyncs)
+    /// per check-in.
+    #[test]
+    fn small_commits_are_not_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let db = Db::open(&path, dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            Ok(tx.execute_batch("CREATE TABLE t (v TEXT)")?)
+        })
+        .unwrap();
+        let before = db_size(&path);
+        for i in 0..20 {
+            db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:0500}")])?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let checkpoints = &db.inner.shared.checkpoints;
+        let pages = checkpoints
+            .wal_pages
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(pages > 0, "the hook saw the commits");
+        assert!(!checkpoints.due(), "{pages} pages are not due");
+        // Nothing was pinged, so nothing can have copied the WAL since.
+        assert_eq!(db_size(&path), before, "the database file was not written");
+    }
+
     #[test]
     fn commits_are_checkpointed_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
-        let backstop: i64 = db
-            .with_writer_blocking(|c| -> Result<i64, DbError> {
-                Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
-            })
-            .unwrap();
-        assert_eq!(backstop, super::BACKSTOP_PAGES);
         let path = dir.path().join("y.db");
-        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = || db_size(&path);
         let before = size();
+        // ~5 MB: past CHECKPOINT_PAGES, short of the writer's backstop.
         db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
             tx.execute_batch("CREATE TABLE t (v TEXT)")?;
-            for i in 0..2000 {
-                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:0500}")])?;
+            for i in 0..5000 {
+                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:01000}")])?;
             }
             Ok(())
         })
         .unwrap();
+        assert!(db.inner.shared.checkpoints.due());
         // The rows reach the database file itself without anyone asking.
         let deadline = Instant::now() + Duration::from_secs(10);
         while size() <= before + 1_000_000 {
@@ -173,6 +247,31 @@ mod tests {
         }
         let (wal, done) = wal_frames(&db);
         assert_eq!(wal, done, "every frame checkpointed");
+    }
+
+    /// A WAL past the backstop is checkpointed by the writer's own hook,
+    /// whatever the thread does.
+    #[test]
+    fn the_writer_checkpoints_past_the_backstop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.db");
+        let db = Db::open(&path, dir.path()).unwrap();
+        let before = db_size(&path);
+        // ~40 MB in one commit: the hook runs after it, in the writer.
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            tx.execute_batch("CREATE TABLE t (v TEXT)")?;
+            for i in 0..40_000 {
+                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:01000}")])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        // Synchronous: the file has grown by the time the commit returns.
+        assert!(
+            db_size(&path) > before + 30_000_000,
+            "{} bytes",
+            db_size(&path)
+        );
     }
 
     #[test]

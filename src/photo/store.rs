@@ -5,16 +5,22 @@
 //!   renamed into `ab/<sha256>.jpg`, then the directory fsync'd.
 //! - A row's file exists unless the row says it was purged. Files no row
 //!   names (a crash between file and row, a discarded draft) are orphans;
-//!   [`PhotoStore::repair`] removes them at start and `yizhan db check`
+//!   [`PhotoStore::check`] removes them at start and `yizhan db check`
 //!   reports them.
-//! - Callers insert and delete photo rows while holding the database writer,
-//!   and check the file inside that critical section, so a concurrent
+//! - The file is written and flushed *without* the database writer
+//!   ([`PhotoStore::prepare`]: two fsyncs that would otherwise hold up every
+//!   other check-in's commit). Files are only removed while holding the
+//!   writer, and every removal bumps a counter; under the writer,
+//!   [`PhotoStore::confirm`] checks that no removal happened since the
+//!   prepare began (else it writes the file again), so a concurrent
 //!   clean-up cannot delete a file a new row is about to name.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -27,6 +33,16 @@ use crate::db::DbError;
 pub struct PhotoStore {
     dir: PathBuf,
     min_free_bytes: u64,
+    /// Files removed so far (see the module's invariants).
+    removals: Arc<AtomicU64>,
+}
+
+/// A photo file made durable outside the writer ([`PhotoStore::prepare`]),
+/// to be confirmed under it ([`PhotoStore::confirm`]).
+#[derive(Debug)]
+#[must_use = "a prepared photo must be confirmed under the writer"]
+pub struct Prepared {
+    removals: u64,
 }
 
 /// What a consistency check found (and, for `repair`, fixed).
@@ -51,6 +67,7 @@ impl PhotoStore {
         PhotoStore {
             dir,
             min_free_bytes: min_free_mb * 1024 * 1024,
+            removals: Arc::default(),
         }
     }
 
@@ -77,6 +94,23 @@ impl PhotoStore {
         Ok(())
     }
 
+    /// Makes the file for `sha256` durable, without the writer.
+    pub fn prepare(&self, sha256: &str, jpeg: &[u8]) -> Result<Prepared, PhotoError> {
+        let removals = self.removals.load(Ordering::SeqCst);
+        self.ensure(sha256, jpeg)?;
+        Ok(Prepared { removals })
+    }
+
+    /// With the writer held, before a row names `sha256`: the prepared file
+    /// is still there and durable, or is written again (no flush at all in
+    /// the usual case).
+    pub fn confirm(&self, sha256: &str, jpeg: &[u8], prepared: Prepared) -> Result<(), PhotoError> {
+        if self.removals.load(Ordering::SeqCst) == prepared.removals {
+            return Ok(());
+        }
+        self.ensure(sha256, jpeg)
+    }
+
     /// Makes the file for `sha256` durable on disk, unless it already is.
     pub fn ensure(&self, sha256: &str, jpeg: &[u8]) -> Result<(), PhotoError> {
         let target = self.path(sha256);
@@ -101,8 +135,32 @@ impl PhotoStore {
         Ok(written?)
     }
 
+    /// Creates the 256 hash directories (`00` to `ff`) and `tmp/` ahead of
+    /// time, with one flush of the photo directory for all of them, so that
+    /// no check-in pays for a new directory's flush (the first photo of each
+    /// hash prefix would otherwise, for the first thousand-odd photos).
+    pub fn lay_out(&self) -> io::Result<()> {
+        crate::durable::create_dir_all(&self.dir)?;
+        let mut created = false;
+        for name in (0..=255u8)
+            .map(|b| format!("{b:02x}"))
+            .chain(["tmp".into()])
+        {
+            match fs::create_dir(self.dir.join(name)) {
+                Ok(()) => created = true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if created {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the file for `sha256` (a missing file is not an error).
     pub fn remove(&self, sha256: &str) -> io::Result<()> {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         match fs::remove_file(self.path(sha256)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -209,6 +267,36 @@ mod tests {
         assert_eq!(fs::read(store.path(&a)).unwrap(), b"one");
         let again = db.read_blocking(|c| store.check(c, false)).unwrap();
         assert!(again.orphan_files.is_empty() && again.temp_files == 0);
+    }
+
+    #[test]
+    fn a_removal_between_prepare_and_confirm_writes_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PhotoStore::new(dir.path().join("photos"), 0);
+        let a = "a".repeat(64);
+        let prepared = store.prepare(&a, b"one").unwrap();
+        store.confirm(&a, b"one", prepared).unwrap();
+        let prepared = store.prepare(&a, b"one").unwrap();
+        // A clean-up under the writer (a purge, a failed attach) meanwhile.
+        store.clone().remove(&a).unwrap();
+        assert!(!store.path(&a).exists());
+        store.confirm(&a, b"one", prepared).unwrap();
+        assert_eq!(fs::read(store.path(&a)).unwrap(), b"one");
+    }
+
+    #[test]
+    fn the_layout_is_made_once_and_photos_land_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PhotoStore::new(dir.path().join("photos"), 0);
+        store.lay_out().unwrap();
+        let dirs = fs::read_dir(store.dir()).unwrap().count();
+        assert_eq!(dirs, 257, "00..ff and tmp");
+        // Again: nothing to do, nothing fails.
+        store.lay_out().unwrap();
+        let sha = "ff".repeat(32);
+        store.ensure(&sha, b"jpeg").unwrap();
+        assert_eq!(fs::read(store.path(&sha)).unwrap(), b"jpeg");
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 257);
     }
 
     #[test]

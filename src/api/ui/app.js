@@ -125,7 +125,7 @@
   }
 
   // ---- customer flow -------------------------------------------------------
-  const cust = { parcel: null, photos: 0, returnNo: "" };
+  const cust = { parcel: null, photos: 0, returnNo: "", uploading: false };
   function startOver() {
     cust.parcel = null; cust.key = null; cust.photos = 0; cust.returnNo = "";
     $("c-code").value = ""; $("c-progress-code").value = ""; $("c-progress-out").innerHTML = "";
@@ -210,25 +210,37 @@
   };
   function updatePhotoCount() {
     $("c-photo-count").textContent = t("c.photo.count", { n: cust.photos, min: kiosk.min_photos });
-    $("c-photo-next").disabled = cust.photos < kiosk.min_photos;
+    $("c-photo-next").disabled = cust.uploading || cust.photos < kiosk.min_photos;
+    $("c-photo-take").disabled = !!cust.uploading;
   }
-  async function uploadCustomerPhoto(blob) {
+  // One photo at a time: while one is on its way (a 12 MP photo takes a
+  // moment on a kiosk) the buttons are off and the screen says so, so a
+  // second tap never sends it twice.
+  async function uploadCustomerPhoto(take) {
+    if (cust.uploading) return;
+    cust.uploading = true;
     $("c-photo-err").textContent = "";
+    updatePhotoCount();
     try {
+      const blob = await take();
+      $("c-photo-busy").hidden = false;
       await api("POST", "/api/v1/parcels/" + cust.parcel + "/photos?kind=parcel&key=" + encodeURIComponent(cust.key), blob, { anonymous: true });
       cust.photos += 1;
-      updatePhotoCount();
     } catch (err) { $("c-photo-err").textContent = err.message; }
+    finally {
+      cust.uploading = false;
+      $("c-photo-busy").hidden = true;
+      updatePhotoCount();
+    }
   }
-  $("c-photo-take").onclick = async () => {
+  $("c-photo-take").onclick = () => {
     if (!stream) { $("c-file").click(); return; }
-    try { await uploadCustomerPhoto(await snap($("c-video"))); }
-    catch (err) { $("c-photo-err").textContent = err.message; }
+    uploadCustomerPhoto(() => snap($("c-video")));
   };
   $("c-file").onchange = async () => {
     const f = $("c-file").files[0];
-    if (f) await uploadCustomerPhoto(f);
     $("c-file").value = "";
+    if (f) await uploadCustomerPhoto(async () => f);
   };
   $("c-photo-next").onclick = () => { stopCamera(); $("c-drop-err").textContent = ""; show("c-drop"); };
   $("c-drop-confirm").onclick = async () => {
@@ -315,7 +327,7 @@
   // ---- clerk console: check-in (scanner as keyboard + Enter) ---------------------
   const STEPS = ["scan", "photo", "waybill", "items", "confirm"];
   let step = "scan";
-  const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [] };
+  const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploading: false };
   function focusField() { setTimeout(() => $("k-field").focus(), 0); }
   function setStep(s) {
     step = s;
@@ -378,10 +390,16 @@
     selectTab("checkin");
     setStep(ck.photos >= kiosk.min_photos ? "waybill" : "photo");
   }
+  // As at the kiosk: one photo at a time, and the clerk sees it is in hand.
   async function clerkPhoto() {
-    const blob = await snap($("k-video"));
+    if (ck.uploading) { msg(t("k.photo.busy"), true); return; }
+    ck.uploading = true;
     const kind = $("k-damage").checked ? "damage" : "parcel";
-    await api("POST", "/api/v1/parcels/" + ck.parcel + "/photos?kind=" + kind, blob);
+    try {
+      const blob = await snap($("k-video"));
+      msg(t("k.photo.busy"), true);
+      await api("POST", "/api/v1/parcels/" + ck.parcel + "/photos?kind=" + kind, blob);
+    } finally { ck.uploading = false; }
     ck.photos += 1;
     if (kind === "damage") $("k-condition").value = "damaged";
     $("k-thumbs").insertAdjacentHTML("beforeend", "<span>" + esc(kind) + " " + ck.photos + "</span>");
