@@ -288,22 +288,30 @@ fn checkin_flushes(dir: &Path, runs: usize) {
         "\nwhole check-in (scan, one new 12 MP photo, accept; one at a time; medians of {runs}), \
          flushes from scripts/slow-fsync.c's log:\n"
     );
-    let photos = distinct_photos(2 * (3 + runs));
-    let mut photos = photos.iter();
+    // YIZHAN_BENCH_BASELINE: an older build's binary, measured alongside.
+    let baseline = std::env::var("YIZHAN_BENCH_BASELINE").ok();
+    let mut builds = vec![("this build", None)];
+    if let Some(b) = baseline.as_deref() {
+        builds.push(("baseline", Some(b)));
+    }
     println!(
-        "{:<18} {:>12} {:>9}   flushes per check-in, by file",
-        "SLOW_FSYNC_US", "check-in ms", "flushes"
+        "{:<12} {:<14} {:>12} {:>9}   flushes per check-in, by file",
+        "build", "SLOW_FSYNC_US", "check-in ms", "flushes"
     );
-    for slow_us in [0u64, 5000] {
+    let photos = distinct_photos(2 * builds.len() * (3 + runs));
+    let mut photos = photos.iter();
+    for (build, slow_us) in builds.iter().flat_map(|b| [(b, 0u64), (b, 5000)]) {
+        let (build, bin) = *build;
         let log = dir.join(format!("flushes-{slow_us}.log"));
         let _ = std::fs::remove_file(&log);
-        let daemon = Daemon::start(
+        let daemon = Daemon::start_bin(
             dir,
             &[
                 ("LD_PRELOAD", shim.display().to_string()),
                 ("SLOW_FSYNC_US", slow_us.to_string()),
                 ("SLOW_FSYNC_LOG", log.display().to_string()),
             ],
+            bin,
         );
         let lines = || std::fs::read_to_string(&log).unwrap_or_default();
         // Warm-up: the first photos also create their hash's directory.
@@ -328,7 +336,8 @@ fn checkin_flushes(dir: &Path, runs: usize) {
             .map(|(k, n)| format!("{k} {:.2}", per(*n)))
             .collect();
         println!(
-            "{:<18} {:>12.1} {:>9.2}   {}",
+            "{:<12} {:<14} {:>12.1} {:>9.2}   {}",
+            build,
             slow_us,
             ms(times[times.len() / 2]),
             per(total),
@@ -376,6 +385,11 @@ struct Daemon {
 impl Daemon {
     /// The daemon on its own data directory under `dir`, with `env` added.
     fn start(dir: &Path, env: &[(&str, String)]) -> Daemon {
+        Daemon::start_bin(dir, env, None)
+    }
+
+    /// [`Daemon::start`] with another binary than this build's.
+    fn start_bin(dir: &Path, env: &[(&str, String)], bin: Option<&str>) -> Daemon {
         let tmp = tempfile::tempdir_in(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -393,8 +407,10 @@ impl Daemon {
         .unwrap();
         // YIZHAN_BENCH_BIN / YIZHAN_BENCH_RUNNER: another build (the
         // aarch64 one under qemu-aarch64, for its memory).
-        let bin = std::env::var("YIZHAN_BENCH_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_yizhan").to_owned());
+        let bin = bin.map(str::to_owned).unwrap_or_else(|| {
+            std::env::var("YIZHAN_BENCH_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_yizhan").to_owned())
+        });
         let runner = std::env::var("YIZHAN_BENCH_RUNNER").unwrap_or_default();
         let mut words = runner.split_whitespace();
         let mut cmd = match words.next() {
