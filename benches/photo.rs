@@ -34,7 +34,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(9usize);
-    // --only ingest|memory|checkin: one part (under qemu, memory alone).
+    // --only ingest|stages|memory|checkin: one part (under qemu, memory alone).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -47,6 +47,9 @@ fn main() {
     let twelve = std::fs::read(&inputs[0].path).unwrap();
     if part("ingest") {
         ingest(&dir, &inputs, runs);
+    }
+    if part("stages") {
+        stages(&twelve, runs);
     }
     if part("memory") {
         Daemon::start(&dir, &[]).memory_report(&twelve);
@@ -129,6 +132,84 @@ fn before_process(bytes: &[u8], max_px: u32) -> Vec<u8> {
         .encode_image(&rgb)
         .unwrap();
     jpeg
+}
+
+/// What each change of issue 20 bought: the 12 MP photo's stages, the old
+/// way (`image`: full decode, Triangle resize of 12 MP, its encoder) and
+/// the new (`jpeg-decoder` at 1/2 scale, `fast_image_resize` bilinear of
+/// 3 MP, `jpeg-encoder`), and a quarter turn of the picture before and
+/// after the resize (an EXIF-rotated phone photo).
+fn stages(bytes: &[u8], runs: usize) {
+    use fast_image_resize::images::{TypedImage, TypedImageRef};
+    use fast_image_resize::pixels::U8x3;
+    let time = |f: &mut dyn FnMut()| {
+        median(runs, || {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+    };
+    let full = image::load_from_memory(bytes).unwrap().to_rgb8();
+    let old_decode = time(&mut || {
+        image::load_from_memory(bytes).unwrap();
+    });
+    let decode_half = || {
+        let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+        d.read_info().unwrap();
+        let (w, h) = d.scale(1600, u16::MAX).unwrap();
+        image::RgbImage::from_raw(u32::from(w), u32::from(h), d.decode().unwrap()).unwrap()
+    };
+    let half = decode_half();
+    let new_decode = time(&mut || {
+        decode_half();
+    });
+    let old_resize = time(&mut || {
+        image::imageops::resize(&full, 1600, 1200, image::imageops::FilterType::Triangle);
+    });
+    let fir = |src: &image::RgbImage| {
+        let view = TypedImageRef::<U8x3>::from_buffer(src.width(), src.height(), src.as_raw())
+            .unwrap();
+        let mut out = vec![0u8; 1600 * 1200 * 3];
+        let mut dst = TypedImage::<U8x3>::from_buffer(1600, 1200, &mut out).unwrap();
+        let options = fast_image_resize::ResizeOptions::new().resize_alg(
+            fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Bilinear),
+        );
+        fast_image_resize::Resizer::new()
+            .resize_typed(&view, &mut dst, &options)
+            .unwrap();
+        image::RgbImage::from_raw(1600, 1200, out).unwrap()
+    };
+    let small = fir(&half);
+    let new_resize = time(&mut || {
+        fir(&half);
+    });
+    let turn_full = time(&mut || {
+        image::imageops::rotate90(&full);
+    });
+    let turn_small = time(&mut || {
+        image::imageops::rotate90(&small);
+    });
+    let old_encode = time(&mut || {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&small)
+            .unwrap();
+    });
+    let new_encode = time(&mut || {
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 85)
+            .encode(small.as_raw(), 1600, 1200, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+    });
+    println!("\n12 MP photo by stage, medians of {runs} (ms): before -> now\n");
+    for (stage, before, now) in [
+        ("decode (full -> 1/2 scale in the DCT)", old_decode, new_decode),
+        ("resize to 1600 px (12 MP Triangle -> 3 MP SIMD bilinear)", old_resize, new_resize),
+        ("quarter turn (of 12 MP -> of the 1.9 MP result)", turn_full, turn_small),
+        ("encode q85 (image -> jpeg-encoder)", old_encode, new_encode),
+    ] {
+        println!("{stage:<58} {:>7.1} -> {:>6.1}", ms(before), ms(now));
+    }
 }
 
 struct Input {
