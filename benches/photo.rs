@@ -167,8 +167,8 @@ fn stages(bytes: &[u8], runs: usize) {
         image::imageops::resize(&full, 1600, 1200, image::imageops::FilterType::Triangle);
     });
     let fir = |src: &image::RgbImage| {
-        let view = TypedImageRef::<U8x3>::from_buffer(src.width(), src.height(), src.as_raw())
-            .unwrap();
+        let view =
+            TypedImageRef::<U8x3>::from_buffer(src.width(), src.height(), src.as_raw()).unwrap();
         let mut out = vec![0u8; 1600 * 1200 * 3];
         let mut dst = TypedImage::<U8x3>::from_buffer(1600, 1200, &mut out).unwrap();
         let options = fast_image_resize::ResizeOptions::new().resize_alg(
@@ -203,9 +203,21 @@ fn stages(bytes: &[u8], runs: usize) {
     });
     println!("\n12 MP photo by stage, medians of {runs} (ms): before -> now\n");
     for (stage, before, now) in [
-        ("decode (full -> 1/2 scale in the DCT)", old_decode, new_decode),
-        ("resize to 1600 px (12 MP Triangle -> 3 MP SIMD bilinear)", old_resize, new_resize),
-        ("quarter turn (of 12 MP -> of the 1.9 MP result)", turn_full, turn_small),
+        (
+            "decode (full -> 1/2 scale in the DCT)",
+            old_decode,
+            new_decode,
+        ),
+        (
+            "resize to 1600 px (12 MP Triangle -> 3 MP SIMD bilinear)",
+            old_resize,
+            new_resize,
+        ),
+        (
+            "quarter turn (of 12 MP -> of the 1.9 MP result)",
+            turn_full,
+            turn_small,
+        ),
         ("encode q85 (image -> jpeg-encoder)", old_encode, new_encode),
     ] {
         println!("{stage:<58} {:>7.1} -> {:>6.1}", ms(before), ms(now));
