@@ -2,10 +2,12 @@
 # Smoke test of an ARM build under qemu-user: --version, then a real daemon
 # on a temporary data directory, a clerk and their session, one check-in over
 # HTTP (scan → accept with no photo required), the receipt, a clean SIGTERM,
-# and `db check`.
+# and `db check`. A failing step names itself (curl's exit status alone
+# does not say which request failed).
 #
 #   scripts/arm-smoke.sh aarch64|armv7
 set -euo pipefail
+trap 'echo "arm-smoke: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 case "${1:-aarch64}" in
     aarch64) triple=aarch64-unknown-linux-gnu; qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu" ;;
@@ -37,7 +39,9 @@ id=$(curl -fs "$api/scans" -H "$auth" -H 'content-type: application/json' \
       -d '{"code":"RT2026112200123","channel":"clerk"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["parcel_id"])')
 curl -fs "$api/parcels/$id/accept" -H "$auth" -H 'content-type: application/json' \
      -d '{"waybill_no":"SF1234567890123"}' | grep -q '"receipt_id"'
-curl -fs "$api/parcels/$id/receipt.png" -o "$dir/receipt.png"
+# The receipt is the clerk's to show (or the customer's, with the draft's
+# key or the receipt's own token: SPEC §7, issue 24).
+curl -fs "$api/parcels/$id/receipt.png" -H "$auth" -o "$dir/receipt.png"
 [ -s "$dir/receipt.png" ]
 kill -TERM $pid
 wait $pid
