@@ -189,6 +189,18 @@ mod tests {
         .unwrap()
     }
 
+    /// One commit of `rows` rows of ~1 KB into a new table.
+    fn fill(db: &Db, rows: usize) {
+        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
+            tx.execute_batch("CREATE TABLE t (v TEXT)")?;
+            for i in 0..rows {
+                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:01000}")])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
     fn db_size(path: &std::path::Path) -> u64 {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
@@ -230,14 +242,7 @@ mod tests {
         let size = || db_size(&path);
         let before = size();
         // ~5 MB: past CHECKPOINT_PAGES, short of the writer's backstop.
-        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
-            tx.execute_batch("CREATE TABLE t (v TEXT)")?;
-            for i in 0..5000 {
-                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:01000}")])?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        fill(&db, 5_000);
         assert!(db.inner.shared.checkpoints.due());
         // The rows reach the database file itself without anyone asking.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -258,14 +263,7 @@ mod tests {
         let db = Db::open(&path, dir.path()).unwrap();
         let before = db_size(&path);
         // ~40 MB in one commit: the hook runs after it, in the writer.
-        db.write_blocking(Durability::Full, |tx| -> Result<(), DbError> {
-            tx.execute_batch("CREATE TABLE t (v TEXT)")?;
-            for i in 0..40_000 {
-                tx.execute("INSERT INTO t VALUES (?1)", [format!("{i:01000}")])?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        fill(&db, 40_000);
         // Synchronous: the file has grown by the time the commit returns.
         assert!(
             db_size(&path) > before + 30_000_000,
