@@ -665,7 +665,7 @@ struct Server {
     client: Client,
     /// The bench clerk's session token.
     token: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _stop: tokio::sync::watch::Sender<u32>,
 }
 
 impl Server {
@@ -686,14 +686,8 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(yizhan::daemon::run_on(
-            station.clone(),
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (stop, stops) = tokio::sync::watch::channel(0u32);
+        rt.spawn(yizhan::daemon::run_on(station.clone(), listener, stops));
         // Clerk endpoints need a bearer token: a real clerk's session, so
         // the measured path includes the session check a counter pays.
         station

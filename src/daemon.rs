@@ -15,7 +15,6 @@
 //! 5. Stop the timers, the device tasks and the sync tasks (MQTT says
 //!    goodbye), checkpoint the WAL and close the database.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -75,6 +74,11 @@ fn holder_words(holder: &Option<String>) -> String {
 
 /// Runs the daemon until a signal asks it to stop.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    // Signals are caught from the very start: a SIGTERM while the station
+    // opens or the tasks start is a request to stop cleanly, never the
+    // default "die at once".
+    let stops = stop_on_signals();
+    tracing::info!(data_dir = %config.storage.data_dir.display(), listen = %config.api.listen, "starting");
     let addr = config.api.listen;
     // Nothing is written before the address is ours and the data directory
     // is locked: a second daemon, or one that cannot serve, leaves the
@@ -94,7 +98,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let path = station.config().operator_token_path();
     write_operator_token(&path, station.operator_token())
         .map_err(|source| DaemonError::OperatorToken { path, source })?;
-    let served = run_on(station, listener, shutdown_signal()).await;
+    let served = run_on(station, listener, stops).await;
     drop(data_lock);
     served
 }
@@ -105,12 +109,12 @@ fn write_operator_token(path: &std::path::Path, token: &str) -> std::io::Result<
     crate::durable::write_file(path, token.as_bytes(), 0o600)
 }
 
-/// Runs an opened station on a bound listener until `shutdown` resolves
-/// (tests and benchmarks pass their own future).
+/// Runs an opened station on a bound listener until a stop is requested
+/// (tests and benchmarks hold their own [`StopRequests`] sender).
 pub async fn run_on(
     station: Station,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stops: StopRequests,
 ) -> Result<(), DaemonError> {
     let addr = listener.local_addr().map_err(DaemonError::Serve)?;
     tracing::info!(%addr, station_id = %station.config().station.id, version = env!("CARGO_PKG_VERSION"), "api listening");
@@ -124,10 +128,13 @@ pub async fn run_on(
     // The database is open and the API listens: ready.
     crate::systemd::notify("READY=1\nSTATUS=serving");
     let mut draining = stop_rx.clone();
+    let mut first = stops.clone();
     let graceful = async move {
-        shutdown.await;
+        // A closed channel is a stop too: whoever could ask is gone.
+        let _ = first.wait_for(|n| *n >= 1).await;
         let _ = stop_tx.send(true);
     };
+    let mut second = stops;
     let server = crate::api::serve(station.clone(), listener, graceful);
     tokio::pin!(server);
     let served = tokio::select! {
@@ -137,7 +144,7 @@ pub async fn run_on(
             tracing::info!(grace_s = GRACE.as_secs(), "shutting down: finishing requests in flight (signal again to stop now)");
             tokio::select! {
                 () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; stopping with requests still open"),
-                () = shutdown_signal() => tracing::warn!("second signal; stopping now"),
+                _ = second.wait_for(|n| *n >= 2) => tracing::warn!("second signal; stopping now"),
             }
         } => Ok(()),
     };
@@ -222,22 +229,39 @@ async fn close(station: &Station) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// How many stops have been asked for so far: the first asks for a
+/// graceful stop, the second for an immediate one.
+pub type StopRequests = watch::Receiver<u32>;
+
+/// Installs the SIGTERM and SIGINT handlers now and counts the signals.
+/// Must be called inside the runtime.
+pub fn stop_on_signals() -> StopRequests {
     use tokio::signal::unix::{signal, SignalKind};
+    let (count, stops) = watch::channel(0);
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
         (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(()) = term.recv() => {}
+                        Some(()) = int.recv() => {}
+                        else => return,
+                    }
+                    count.send_modify(|n| *n += 1);
+                }
+            });
         }
         _ => {
             tracing::warn!("cannot install signal handlers; only Ctrl-C will stop the daemon");
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    count.send_modify(|n| *n += 1);
+                }
+            });
         }
     }
+    stops
 }

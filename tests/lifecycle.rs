@@ -31,6 +31,19 @@ fn sigterm_finishes_cleanly_and_everything_acknowledged_is_kept() {
     assert_eq!(parcel["state"], "accepted");
 }
 
+/// A SIGTERM that arrives while the daemon is still starting (systemd
+/// stopping a unit that has just started; a test stopping a station as soon
+/// as it shows up on the broker) is a clean stop, not a death by signal.
+#[test]
+fn sigterm_while_starting_is_a_clean_stop() {
+    let mut st = TestStation::create("");
+    st.launch();
+    st.wait_for_log("starting", Duration::from_secs(30));
+    assert!(st.terminate(), "exit status 0 on an early SIGTERM");
+    let log = st.log_text();
+    assert!(log.contains("database closed cleanly"), "{log}");
+}
+
 #[test]
 fn a_database_newer_than_the_binary_is_refused() {
     let mut st = TestStation::start();

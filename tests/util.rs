@@ -124,6 +124,18 @@ impl TestStation {
 
     /// Starts the daemon and waits until it logs the address it listens on.
     pub fn spawn(&mut self) {
+        self.launch();
+        let line = self.wait_for_log("api listening", START_DEADLINE);
+        let v: Value = serde_json::from_str(&line).expect("json log line");
+        self.base = format!("http://{}", v["addr"].as_str().expect("addr field"));
+        // Written before the API listens.
+        self.token = std::fs::read_to_string(self.data_dir().join("operator.token"))
+            .expect("operator token");
+        self.client = client_with(Some(&self.token));
+    }
+
+    /// Starts the daemon without waiting for anything.
+    pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.logs.lock().unwrap().clear();
         let mut cmd = yizhan();
@@ -155,13 +167,6 @@ impl TestStation {
             }
         });
         self.child = Some(child);
-        let line = self.wait_for_log("api listening", START_DEADLINE);
-        let v: Value = serde_json::from_str(&line).expect("json log line");
-        self.base = format!("http://{}", v["addr"].as_str().expect("addr field"));
-        // Written before the API listens.
-        self.token = std::fs::read_to_string(self.data_dir().join("operator.token"))
-            .expect("operator token");
-        self.client = client_with(Some(&self.token));
     }
 
     /// Adds a clerk through the CLI (PIN on stdin).
@@ -273,6 +278,10 @@ impl TestStation {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = c.try_wait() {
+                if !status.success() {
+                    // The caller asserts; the log says why.
+                    eprintln!("yizhan exited {status} on SIGTERM:\n{}", self.log_text());
+                }
                 return status.success();
             }
             if start.elapsed() > Duration::from_secs(30) {
