@@ -208,17 +208,30 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let table = layer::layered(file, env)?;
-        let raw = raw::Raw::from_table(table).map_err(ConfigError::Invalid)?;
-        raw.validate().map_err(ConfigError::Invalid)
+        Config::from_table(layer::layered(file, env)?)
+    }
+
+    /// Every problem at once: those of the keys' types and names, then
+    /// those of the values (checked with the wrong keys set aside).
+    fn from_table(mut table: toml::Table) -> Result<Config, ConfigError> {
+        let (raw, mut problems) = raw::Raw::from_table_patched(&mut table);
+        let Some(raw) = raw else {
+            return Err(ConfigError::Invalid(problems));
+        };
+        match raw.validate() {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError::Invalid(problems)),
+            Err(more) => {
+                problems.extend(more);
+                Err(ConfigError::Invalid(problems))
+            }
+        }
     }
 
     /// The embedded defaults with `text` (a configuration file's content)
     /// over them, without the environment.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let table = layer::layered_text(text)?;
-        let raw = raw::Raw::from_table(table).map_err(ConfigError::Invalid)?;
-        raw.validate().map_err(ConfigError::Invalid)
+        Config::from_table(layer::layered_text(text)?)
     }
 
     /// The embedded defaults alone.

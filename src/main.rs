@@ -4,14 +4,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = yizhan::cli::Cli::parse();
+    let cli = yizhan::cli::parse();
+    let json = cli.json;
     match yizhan::cli::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            yizhan::cli::report(&e, json);
             ExitCode::FAILURE
         }
     }

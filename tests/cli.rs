@@ -95,10 +95,10 @@ fn env_overrides_the_file_and_is_validated_too() {
     assert_eq!(v["station_id"], "ST-ENV-7");
     let out = run("YIZHAN_STATION__PICKUP_SLA_H", "soon");
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("YIZHAN_STATION__PICKUP_SLA_H = \"soon\": expected a whole number"),
-        "{}",
-        stderr(&out)
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["problems"][0], "YIZHAN_STATION__PICKUP_SLA_H = \"soon\": expected a whole number",
+        "{v}"
     );
 }
 
@@ -162,7 +162,7 @@ fn status_parcels_outbox_identity_and_db_commands() {
 fn db_check_reports_orphans_and_the_daemon_repairs_them() {
     let mut st = TestStation::start();
     st.checkin("RT-ORPH-0001", "SF8100000000001");
-    st.terminate();
+    assert!(st.terminate());
     let stray = st
         .data_dir()
         .join("photos")
@@ -173,6 +173,7 @@ fn db_check_reports_orphans_and_the_daemon_repairs_them() {
     let out = st.cli(&["--json", "db", "check"]);
     assert!(!out.status.success(), "an orphan is a problem");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "check_failed", "{v}");
     assert_eq!(
         v["photos"]["orphan_files"].as_array().unwrap().len(),
         1,
@@ -216,5 +217,160 @@ fn help_text_names_every_command() {
         "run", "status", "config", "parcels", "outbox", "identity", "db", "manifest",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
+    }
+}
+
+/// Unknown keys and wrong types are reported in the `key = value:
+/// expected …` form, all together with the problems of the values.
+#[test]
+fn config_check_reports_unknown_keys_and_wrong_types_with_the_rest() {
+    let st = TestStation::create(
+        "[station]\npickup_sla_h = \"forty-eight\"\nfoo = 1\nmin_photos = 99\n\
+         [api]\nlisten = \"nowhere\"\n[[hardware.scanners]]\nname = \"s\"\nkind = \"serial\"\n\
+         path = \"/dev/ttyACM0\"\nchannel = \"clerk\"\nbaud = \"fast\"\n",
+    );
+    let out = st.cli(&["config", "check"]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    for line in [
+        "  - station.pickup_sla_h = \"forty-eight\": expected a whole number\n",
+        "  - station.foo = 1: unknown key; expected one of `id`, `device_id`, ",
+        "  - station.min_photos = 99: expected a whole number of photos from 0 to 20\n",
+        "  - api.listen = \"nowhere\": expected an address and port such as 127.0.0.1:8080\n",
+        "  - hardware.scanners[0].baud = \"fast\": expected a whole number\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("invalid type"), "{text}");
+
+    let out = st.cli(&["--json", "config", "check"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out), "", "with --json nothing goes to stderr");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["error"]["code"], "config_invalid", "{v}");
+}
+
+/// One cause, said once.
+#[test]
+fn errors_say_their_cause_once() {
+    let out = yizhan()
+        .args(["--config", "/nonexistent/nope.toml", "status"])
+        .env_remove("YIZHAN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "error: configuration refused: cannot read config file /nonexistent/nope.toml: \
+         No such file or directory (os error 2)\n"
+    );
+
+    let mut st = TestStation::start();
+    assert!(st.terminate());
+    let file = st.data_dir().join("m.json");
+    std::fs::write(&file, r#"{"returns":[{"return_no":"RT-X-0001"}]}"#).unwrap();
+    let out = st.cli(&["manifest", "import", file.to_str().unwrap()]);
+    let text = stderr(&out);
+    assert_eq!(
+        text.matches("missing field `merchant_id`").count(),
+        1,
+        "{text}"
+    );
+
+    let out = st.cli(&["db", "backup", "/nonexistent/dir/copy.db"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "error: cannot write /nonexistent/dir/copy.db: the directory /nonexistent/dir does not exist\n"
+    );
+}
+
+/// With `--json`, a failure is `{"error":{"code","message"}}` on stdout
+/// and the exit code says it failed.
+#[test]
+fn json_errors_are_json_on_stdout() {
+    let mut st = TestStation::start();
+    assert!(st.terminate());
+    for (args, code, words) in [
+        (
+            vec!["--json", "outbox", "show", "999"],
+            "not_found",
+            "no event with seq or id \"999\"",
+        ),
+        (
+            vec!["--json", "parcels", "show", "nope"],
+            "bad_argument",
+            "\"nope\" is not a parcel id",
+        ),
+        (
+            vec!["--json", "db", "backup", "/nonexistent/dir/copy.db"],
+            "bad_argument",
+            "does not exist",
+        ),
+    ] {
+        let out = st.cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&out), "", "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {:?}", out.stdout));
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{args:?}: {v}");
+    }
+}
+
+/// `status` says where it looked for the daemon, which layer of the
+/// configuration said so, and why nothing answered there.
+#[test]
+fn status_says_where_it_looked_for_the_daemon() {
+    let mut st = TestStation::start();
+    assert!(st.terminate());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = yizhan()
+        .arg("--config")
+        .arg(&st.config)
+        .arg("status")
+        .env_remove("YIZHAN_CONFIG")
+        .env("YIZHAN_API__LISTEN", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "daemon:    not reachable at 127.0.0.1:{port} (api.listen from YIZHAN_API__LISTEN): Connection refused"
+        )),
+        "{text}"
+    );
+}
+
+/// `help run` says which config this invocation reads, where the data
+/// goes, and how the environment overrides both.
+#[test]
+fn help_run_says_where_data_goes_and_which_config_it_reads() {
+    let st = TestStation::create("");
+    let out = yizhan()
+        .arg("--config")
+        .arg(&st.config)
+        .args(["help", "run"])
+        .env_remove("YIZHAN_CONFIG")
+        .env("YIZHAN_LOG__LEVEL", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for words in [
+        format!("  config:    {}", st.config.display()),
+        "YIZHAN_LOG__LEVEL=debug".to_owned(),
+        format!("  data:      {}", st.data_dir().display()),
+        "YIZHAN_<SECTION>__<KEY>".to_owned(),
+        "storage.data_dir".to_owned(),
+    ] {
+        assert!(text.contains(&words), "{words:?} missing from:\n{text}");
     }
 }

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 
-use super::{open_db, ClerkCommand, Output};
+use super::{open_db, ClerkCommand, CliError, Output};
 use crate::clerk::{self, ClerkError};
 use crate::config::Config;
 
@@ -49,11 +49,11 @@ pub fn run(config: &Config, cmd: ClerkCommand, out: Output) -> Result<()> {
             let token = std::fs::read_to_string(config.operator_token_path()).ok();
             let ended = super::daemon::call(
                 config.api.listen,
-                "DELETE",
+                reqwest::Method::DELETE,
                 &format!("/api/v1/clerks/{id}/sessions"),
                 token.as_deref(),
             )
-            .is_some_and(|(code, _)| code == 204);
+            .is_ok_and(|(code, _)| code == 204);
             out.print(
                 &serde_json::json!({ "disabled": id, "sessions_ended": ended }),
                 |_| {
@@ -83,7 +83,7 @@ fn read_pin() -> Result<String> {
     let first = prompt_hidden("PIN (4-12 digits): ")?;
     let again = prompt_hidden("PIN again: ")?;
     if first != again {
-        bail!("the two PINs differ; nothing added");
+        return Err(CliError::BadArgument("the two PINs differ; nothing added".to_owned()).into());
     }
     Ok(first)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
+use super::CliError;
 use crate::config::{Config, ConfigError};
 
 pub fn run(config: Result<Config, ConfigError>, file: Option<&Path>, json: bool) -> Result<()> {
@@ -32,17 +33,26 @@ pub fn run(config: Result<Config, ConfigError>, file: Option<&Path>, json: bool)
             Ok(())
         }
         Err(e) => {
-            if json {
-                let problems = match &e {
-                    ConfigError::Invalid(p) => p.clone(),
-                    other => vec![other.to_string()],
-                };
-                println!(
-                    "{}",
-                    json!({ "ok": false, "source": source, "problems": problems })
-                );
+            let problems = match &e {
+                ConfigError::Invalid(p) => p.clone(),
+                other => vec![other.to_string()],
+            };
+            let e = anyhow::Error::new(e).context(format!("configuration refused ({source})"));
+            if !json {
+                return Err(e);
             }
-            Err(anyhow::Error::new(e).context(format!("configuration refused ({source})")))
+            // One JSON document: the problems one by one, and the error
+            // in the form every `--json` failure has.
+            println!(
+                "{}",
+                json!({
+                    "ok": false,
+                    "source": source,
+                    "problems": problems,
+                    "error": { "code": "config_invalid", "message": super::message_of(&e) },
+                })
+            );
+            Err(CliError::Reported.into())
         }
     }
 }

@@ -2,41 +2,54 @@
 //! `api.listen`), for what only the daemon knows or holds: live state,
 //! sessions.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// One request to the daemon's API: status code and body, or `None` when it
-/// does not answer within half a second.
+/// How long the daemon gets to answer: it is on this machine.
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why the daemon did not answer, in a few words ("connection refused").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(String);
+
+/// One request to the daemon's API: status code and body.
 pub fn call(
     addr: SocketAddr,
-    method: &str,
+    method: reqwest::Method,
     path: &str,
     token: Option<&str>,
-) -> Option<(u16, Vec<u8>)> {
-    let probe = || -> std::io::Result<(u16, Vec<u8>)> {
-        let timeout = Duration::from_millis(500);
-        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        let auth = token.map_or_else(String::new, |t| {
-            format!("Authorization: Bearer {}\r\n", t.trim())
-        });
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: 0\r\n\r\n"
-        )?;
-        let mut raw = Vec::new();
-        s.take(1 << 20).read_to_end(&mut raw)?;
-        let code = raw
-            .get(9..12)
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or_else(Vec::new, |i| raw[i + 4..].to_vec());
-        Ok((code, body))
-    };
-    probe().ok()
+) -> Result<(u16, Vec<u8>), Unreachable> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Unreachable(format!("cannot start a runtime: {e}")))?;
+    runtime
+        .block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .no_proxy()
+                .build()?;
+            let mut request = client.request(method, format!("http://{addr}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token.trim());
+            }
+            let response = request.send().await?;
+            let code = response.status().as_u16();
+            Ok((code, response.bytes().await?.to_vec()))
+        })
+        .map_err(|e: reqwest::Error| Unreachable(reason(&e)))
+}
+
+/// The innermost cause ("Connection refused (os error 111)"), or that the
+/// daemon took too long.
+fn reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} ms", TIMEOUT.as_millis());
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }

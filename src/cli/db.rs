@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{open_db, DbCommand, Output};
+use super::{open_db, CliError, DbCommand, Output};
 use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::photo::store::{PhotoStore, Report};
@@ -79,8 +79,7 @@ fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
             photos: photos.check(c, false)?,
         })
     })?;
-    let ok = report.ok();
-    out.print(&report, |r| {
+    let human = |r: &CheckReport| {
         println!("integrity:    {}", r.integrity.join("; "));
         println!("foreign keys: {} violation(s)", r.foreign_key_violations);
         println!(
@@ -96,16 +95,39 @@ fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
             r.photos.missing_files.len(),
             r.photos.temp_files
         );
-    })?;
-    if !ok {
-        bail!("database check found problems (orphan and temp files are removed at the next daemon start)");
+    };
+    if report.ok() {
+        return out.print(&report, human);
     }
-    Ok(())
+    out.print_failed(
+        &report,
+        CliError::CheckFailed(
+            "database check found problems (orphan and temp files are removed at the next daemon start)"
+                .to_owned(),
+        ),
+        human,
+    )
 }
 
 fn backup(db: &db::Db, file: &Path, out: Output) -> Result<()> {
     if file.exists() {
-        bail!("{} already exists; choose a new file name", file.display());
+        return Err(CliError::BadArgument(format!(
+            "{} already exists; choose a new file name",
+            file.display()
+        ))
+        .into());
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(CliError::BadArgument(format!(
+            "cannot write {}: the directory {} does not exist",
+            file.display(),
+            dir.display()
+        ))
+        .into());
     }
     db.read_blocking(|c| db::backup_to(c, file).map_err(DbError::from))
         .with_context(|| format!("backup to {} failed", file.display()))?;

@@ -53,6 +53,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the station daemon: local API, kiosk screen, housekeeping.
+    ///
+    /// Configuration: the embedded defaults, then the file given with
+    /// --config (or YIZHAN_CONFIG; the package installs
+    /// /etc/yizhan/yizhan.toml), then environment variables
+    /// YIZHAN_<SECTION>__<KEY>, which override both (e.g.
+    /// YIZHAN_API__LISTEN=0.0.0.0:8080, YIZHAN_STORAGE__DATA_DIR=/srv/yizhan,
+    /// YIZHAN_LOG__LEVEL=debug). `yizhan config check` shows what was read.
+    ///
+    /// Data: everything lives in storage.data_dir (default `data` under the
+    /// working directory; the package uses /var/lib/yizhan): the database
+    /// yizhan.db, photos/, device.key, operator.token and backups/. The
+    /// first log line says which data directory and address are in use.
+    ///
+    /// Stops cleanly on SIGTERM or SIGINT (a second signal stops at once).
     Run,
     /// Show the station's state: parcels, outbox backlog, manifest, daemon.
     Status,
@@ -176,6 +190,69 @@ pub enum ManifestCommand {
     },
 }
 
+/// The command line, with `help run` saying what this invocation would
+/// use: the config file, the data directory, the address, the overrides.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let asks_help = std::env::args_os().any(|a| a == "help" || a == "--help" || a == "-h");
+    if !asks_help {
+        return Cli::command();
+    }
+    Cli::command().mut_subcommand("run", |run| run.after_long_help(run_context()))
+}
+
+/// Parses the process's arguments (exits on `--help` or a usage error, as
+/// clap does).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+fn run_context() -> String {
+    let file = config_arg();
+    let overrides: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("YIZHAN_") && k.contains("__"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let read = file.as_ref().map_or_else(
+        || "the embedded defaults".to_owned(),
+        |f| f.display().to_string(),
+    );
+    let overrides = if overrides.is_empty() {
+        "none".to_owned()
+    } else {
+        overrides.join(", ")
+    };
+    let used = match Config::load(file.as_deref()) {
+        Ok(c) => {
+            let dir = &c.storage.data_dir;
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            format!(
+                "  data:      {}\n  API:       http://{}/",
+                dir.display(),
+                c.api.listen
+            )
+        }
+        Err(_) => "  refused:   run `yizhan config check` to see why".to_owned(),
+    };
+    format!("With this command line and environment:\n  config:    {read}\n  overrides: {overrides}\n{used}")
+}
+
+/// The `--config`/`-c` argument, else `YIZHAN_CONFIG`.
+fn config_arg() -> Option<PathBuf> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    for (i, arg) in args.iter().enumerate() {
+        let text = arg.to_string_lossy();
+        if text == "--config" || text == "-c" {
+            return args.get(i + 1).map(PathBuf::from);
+        }
+        if let Some(v) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("YIZHAN_CONFIG").map(PathBuf::from)
+}
+
 /// Runs the parsed command line.
 pub fn execute(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref());
@@ -186,7 +263,7 @@ pub fn execute(cli: Cli) -> Result<()> {
     let out = Output { json: cli.json };
     match cli.command {
         Command::Run => run(config),
-        Command::Status => status::run(&config, out),
+        Command::Status => status::run(&config, cli.config.as_deref(), out),
         Command::Parcels(cmd) => parcels::run(&config, cmd, out),
         Command::Outbox(cmd) => outbox::run(&config, cmd, out),
         Command::Identity => identity::run(&config, out),
@@ -208,6 +285,90 @@ fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// A command's failure that scripts can tell apart (`--json` gives its
+/// code); other errors keep their own types.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An argument that cannot be used.
+    #[error("{0}")]
+    BadArgument(String),
+    /// A check ran and found problems (they were printed).
+    #[error("{0}")]
+    CheckFailed(String),
+    /// The failure was already printed in full (as JSON); only the exit
+    /// code is left to set.
+    #[error("failed")]
+    Reported,
+}
+
+impl CliError {
+    /// The `code` of its `--json` error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::NotFound(_) => "not_found",
+            CliError::BadArgument(_) => "bad_argument",
+            CliError::CheckFailed(_) => "check_failed",
+            CliError::Reported => "failed",
+        }
+    }
+}
+
+/// Prints a failed command's error: each cause once, in order (a cause
+/// whose words its context already quotes is not said again). With
+/// `--json`, `{"error":{"code","message"}}` on stdout.
+pub fn report(err: &anyhow::Error, json: bool) {
+    if matches!(err.downcast_ref::<CliError>(), Some(CliError::Reported)) {
+        return;
+    }
+    let message = message_of(err);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "error": { "code": code_of(err), "message": message } })
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// The error's chain with no cause said twice.
+pub fn message_of(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+/// A stable code for scripts: the first cause in the chain that has one.
+fn code_of(err: &anyhow::Error) -> &'static str {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return e.code();
+        }
+        if cause.is::<crate::config::ConfigError>() {
+            return "config_invalid";
+        }
+        if cause.is::<crate::db::DbError>() || cause.is::<rusqlite::Error>() {
+            return "database";
+        }
+        if cause.is::<std::io::Error>() {
+            return "io";
+        }
+    }
+    "failed"
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -224,6 +385,30 @@ impl Output {
         }
         Ok(())
     }
+
+    /// Prints the report of a check that found problems, then fails with
+    /// `error`: as text, the report then the error on stderr; with
+    /// `--json`, one document, the report with the `error` in it.
+    fn print_failed<T: Serialize>(
+        self,
+        value: &T,
+        error: CliError,
+        human: impl FnOnce(&T),
+    ) -> Result<()> {
+        if !self.json {
+            human(value);
+            return Err(error.into());
+        }
+        let mut doc = serde_json::to_value(value)?;
+        if let Some(map) = doc.as_object_mut() {
+            map.insert(
+                "error".to_owned(),
+                serde_json::json!({ "code": error.code(), "message": error.to_string() }),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        Err(CliError::Reported.into())
+    }
 }
 
 /// Opens the station database for a CLI command. Unless `create`, a missing
@@ -231,11 +416,12 @@ impl Output {
 fn open_db(config: &Config, create: bool) -> Result<Db> {
     let path = config.db_path();
     if !create && !path.exists() {
-        anyhow::bail!(
+        return Err(CliError::NotFound(format!(
             "no database at {} (storage.data_dir = {}); has `yizhan run` started here, or is --config missing?",
             path.display(),
             config.storage.data_dir.display()
-        );
+        ))
+        .into());
     }
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("cannot create {}", config.storage.data_dir.display()))?;

@@ -1,9 +1,9 @@
 //! `yizhan outbox pending|show|dead|retry`.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use super::{open_db, OutboxCommand, Output};
+use super::{open_db, CliError, OutboxCommand, Output};
 use crate::config::Config;
 use crate::db::{DbError, Durability};
 use crate::outbox::{self, EventRecord, Filter};
@@ -74,7 +74,7 @@ pub fn run(config: &Config, cmd: OutboxCommand, out: Output) -> Result<()> {
             let requeued =
                 db.write_blocking(Durability::Full, |tx| queue::retry_dead(tx, which))?;
             if let (Some(seq), 0) = (which, requeued.events) {
-                return Err(anyhow!("event {seq} is not a dead letter"));
+                return Err(CliError::NotFound(format!("event {seq} is not a dead letter")).into());
             }
             out.print(&requeued, |r| {
                 println!(
@@ -86,7 +86,7 @@ pub fn run(config: &Config, cmd: OutboxCommand, out: Output) -> Result<()> {
         OutboxCommand::Show { event } => {
             let record = db
                 .read_blocking(|c| outbox::get(c, &event))?
-                .ok_or_else(|| anyhow!("no event with seq or id {event:?}"))?;
+                .ok_or_else(|| CliError::NotFound(format!("no event with seq or id {event:?}")))?;
             out.print(&record, |r| {
                 println!("seq {} {} ({})", r.seq, r.event_id, r.kind);
                 println!(

@@ -1,6 +1,8 @@
 //! `yizhan parcels list|show`.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
+
+use super::CliError;
 
 use super::{open_db, Output, ParcelsCommand};
 use crate::config::Config;
@@ -14,7 +16,7 @@ pub fn run(config: &Config, cmd: ParcelsCommand, out: Output) -> Result<()> {
             let state = state
                 .map(|s| s.parse::<State>())
                 .transpose()
-                .map_err(|e| anyhow!(e))?;
+                .map_err(CliError::BadArgument)?;
             let parcels = db.read_blocking(|c| store::list(c, state, limit))?;
             out.print(&parcels, |ps| {
                 if ps.is_empty() {
@@ -33,11 +35,12 @@ pub fn run(config: &Config, cmd: ParcelsCommand, out: Output) -> Result<()> {
             })
         }
         ParcelsCommand::Show { id } => {
-            let pid = ParcelId::parse(&id)
-                .ok_or_else(|| anyhow!("{id:?} is not a parcel id (a 26-character ULID)"))?;
+            let pid = ParcelId::parse(&id).ok_or_else(|| {
+                CliError::BadArgument(format!("{id:?} is not a parcel id (a 26-character ULID)"))
+            })?;
             let parcel = db
                 .read_blocking(|c| store::get(c, &pid))?
-                .ok_or_else(|| anyhow!("no parcel {id}"))?;
+                .ok_or_else(|| CliError::NotFound(format!("no parcel {id}")))?;
             out.print(&parcel, print_parcel)
         }
     }

@@ -1,5 +1,7 @@
 //! `yizhan status`: what an operator wants to know at a glance.
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -17,6 +19,13 @@ struct Status {
     device_id: String,
     database: String,
     daemon: &'static str,
+    /// Where the CLI looked for the daemon (`api.listen`)…
+    daemon_address: String,
+    /// …which layer of the configuration said so…
+    daemon_address_from: String,
+    /// …and why it did not answer there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    daemon_error: Option<String>,
     parcels: Vec<(String, i64)>,
     overdue_parcels: i64,
     pickup_sla_h: u32,
@@ -36,7 +45,8 @@ struct Status {
     clock: Option<serde_json::Value>,
 }
 
-pub fn run(config: &Config, out: Output) -> Result<()> {
+pub fn run(config: &Config, file: Option<&Path>, out: Output) -> Result<()> {
+    let listen_from = listen_from(file);
     let db = open_db(config, false)?;
     let sla = config.station.pickup_sla_h;
     let cutoff = clock::format(crate::clock::now() - chrono::Duration::hours(i64::from(sla)));
@@ -50,18 +60,32 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
                 queue::photo_backlog(c)?,
             ))
         })?;
-    let health =
-        daemon::call(config.api.listen, "GET", "/healthz", None).filter(|(code, _)| *code == 200);
-    let running = health.is_some();
-    let health: Option<serde_json::Value> =
-        health.and_then(|(_, body)| serde_json::from_slice(&body).ok());
+    let health = daemon::call(config.api.listen, reqwest::Method::GET, "/healthz", None);
+    let daemon_error = match &health {
+        Ok((200, _)) => None,
+        Ok((code, _)) => Some(format!("/healthz answered {code}")),
+        Err(e) => Some(e.to_string()),
+    };
+    let running = daemon_error.is_none();
+    let health: Option<serde_json::Value> = health
+        .ok()
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, body)| serde_json::from_slice(&body).ok());
     let devices = health.as_ref().and_then(|v| v.get("devices").cloned());
     let clock = health.as_ref().and_then(|v| v.get("clock").cloned());
     // The sync view is for clerks; the daemon's operator token (readable
     // by its own user and root) opens it.
     let token = std::fs::read_to_string(config.operator_token_path()).ok();
     let sync = running
-        .then(|| daemon::call(config.api.listen, "GET", "/api/v1/sync", token.as_deref()))
+        .then(|| {
+            daemon::call(
+                config.api.listen,
+                reqwest::Method::GET,
+                "/api/v1/sync",
+                token.as_deref(),
+            )
+            .ok()
+        })
         .flatten()
         .filter(|(code, _)| *code == 200)
         .and_then(|(_, body)| serde_json::from_slice(&body).ok());
@@ -71,6 +95,9 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
         device_id: config.station.device_id.clone(),
         database: config.db_path().display().to_string(),
         daemon: if running { "running" } else { "not reachable" },
+        daemon_address: config.api.listen.to_string(),
+        daemon_address_from: listen_from,
+        daemon_error,
         parcels: parcels
             .into_iter()
             .map(|(s, n)| (s.to_string(), n))
@@ -89,12 +116,39 @@ pub fn run(config: &Config, out: Output) -> Result<()> {
     out.print(&status, print_human)
 }
 
+/// Which layer of the configuration set `api.listen`: the environment,
+/// the file, or the embedded defaults.
+fn listen_from(file: Option<&Path>) -> String {
+    if std::env::var_os("YIZHAN_API__LISTEN").is_some() {
+        return "YIZHAN_API__LISTEN".to_owned();
+    }
+    let in_file = file.and_then(|f| {
+        let table: toml::Table = std::fs::read_to_string(f).ok()?.parse().ok()?;
+        table.get("api")?.get("listen")?;
+        Some(f.display().to_string())
+    });
+    in_file.unwrap_or_else(|| "the embedded defaults".to_owned())
+}
+
 fn print_human(s: &Status) {
     println!(
         "yizhan {} — station {} device {}",
         s.version, s.station_id, s.device_id
     );
-    println!("daemon:    {} ({})", s.daemon, s.database);
+    match &s.daemon_error {
+        None => println!("daemon:    {} on {}", s.daemon, s.daemon_address),
+        Some(why) => {
+            println!(
+                "daemon:    {} at {} (api.listen from {}): {why}",
+                s.daemon, s.daemon_address, s.daemon_address_from
+            );
+            println!(
+                "           a daemon listening elsewhere (say YIZHAN_API__LISTEN in its unit) \
+                 is not seen: run this with the daemon's --config and environment"
+            );
+        }
+    }
+    println!("database:  {}", s.database);
     let parcels: Vec<String> = s
         .parcels
         .iter()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::hardware::RawHardware;
+use super::layer::DEFAULT_TOML;
 use super::{
     ApiConfig, CodesConfig, Config, EventsVia, HttpsConfig, LogConfig, LogFormat, MqttConfig,
     StationConfig, StorageConfig, SyncConfig, TlsFiles,
@@ -133,9 +134,12 @@ pub(super) struct Raw {
 }
 
 impl Raw {
-    /// Deserialises each section on its own so that problems in several
-    /// sections are all reported.
-    pub(super) fn from_table(mut table: Table) -> Result<Raw, Vec<String>> {
+    /// Deserialises each section on its own. A key of the wrong type is
+    /// replaced by its default and an unknown key is dropped, each with a
+    /// problem, so that the values can still be validated and every
+    /// problem is reported at once. `None` when a section cannot be read
+    /// even so.
+    pub(super) fn from_table_patched(table: &mut Table) -> (Option<Raw>, Vec<String>) {
         let mut problems: Vec<String> = table
             .keys()
             .filter(|k| !SECTIONS.contains(&k.as_str()))
@@ -146,16 +150,20 @@ impl Raw {
                 )
             })
             .collect();
-        let mut take = |name: &str| table.remove(name).unwrap_or(Value::Table(Table::new()));
-        let station = section::<RawStation>("station", take("station"), &mut problems);
-        let storage = section::<RawStorage>("storage", take("storage"), &mut problems);
-        let api = section::<RawApi>("api", take("api"), &mut problems);
-        let codes = section::<RawCodes>("codes", take("codes"), &mut problems);
-        let carriers = section::<Vec<RawCarrier>>("carriers", take("carriers"), &mut problems);
-        let sync = section::<RawSync>("sync", take("sync"), &mut problems);
-        let log = section::<RawLog>("log", take("log"), &mut problems);
-        let hardware = section::<RawHardware>("hardware", take("hardware"), &mut problems);
-        match (station, storage, api, codes, carriers, sync, log, hardware) {
+        let defaults: Table = DEFAULT_TOML.parse().unwrap_or_default();
+        let mut take = |name: &'static str| {
+            let value = table.remove(name).unwrap_or(Value::Table(Table::new()));
+            (name, value, defaults.get(name))
+        };
+        let station = section::<RawStation>(take("station"), &mut problems);
+        let storage = section::<RawStorage>(take("storage"), &mut problems);
+        let api = section::<RawApi>(take("api"), &mut problems);
+        let codes = section::<RawCodes>(take("codes"), &mut problems);
+        let carriers = section::<Vec<RawCarrier>>(take("carriers"), &mut problems);
+        let sync = section::<RawSync>(take("sync"), &mut problems);
+        let log = section::<RawLog>(take("log"), &mut problems);
+        let hardware = section::<RawHardware>(take("hardware"), &mut problems);
+        let raw = match (station, storage, api, codes, carriers, sync, log, hardware) {
             (
                 Some(station),
                 Some(storage),
@@ -165,7 +173,7 @@ impl Raw {
                 Some(sync),
                 Some(log),
                 Some(hardware),
-            ) if problems.is_empty() => Ok(Raw {
+            ) => Some(Raw {
                 station,
                 storage,
                 api,
@@ -175,8 +183,9 @@ impl Raw {
                 log,
                 hardware,
             }),
-            _ => Err(problems),
-        }
+            _ => None,
+        };
+        (raw, problems)
     }
 
     /// Checks every value; all problems are returned together.
@@ -353,11 +362,154 @@ impl Raw {
     }
 }
 
-fn section<T: DeserializeOwned>(name: &str, value: Value, problems: &mut Vec<String>) -> Option<T> {
-    value
-        .try_into::<T>()
-        .map_err(|e| problems.push(format!("[{name}]: {}", e.to_string().trim())))
-        .ok()
+/// Reads one section. A wrong type or an unknown key is a problem in the
+/// `key = value: expected …` form; the key then takes its default (or is
+/// dropped) and the section is read again, so every such key is named.
+fn section<T: DeserializeOwned>(
+    (name, mut value, defaults): (&str, Value, Option<&Value>),
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    // Each round fixes one key; a section has far fewer than this.
+    for _ in 0..100 {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let mut path: Vec<Step> = err.path().iter().filter_map(Step::of).collect();
+        let message = err.into_inner().to_string();
+        // toml adds "\nin `key`"; the key is named in front instead.
+        let message = message.lines().next().unwrap_or_default().trim();
+        if let Some(field) = between(message, "unknown field `", "`") {
+            if !matches!(path.last(), Some(Step::Key(k)) if k == field) {
+                path.push(Step::Key(field.to_owned()));
+            }
+            let key = key_name(name, &path);
+            let shown = lookup(&value, &path).map_or_else(String::new, |v| format!(" = {v}"));
+            let expected = between(message, "expected ", "\u{0}")
+                .or_else(|| message.split_once("expected ").map(|(_, e)| e))
+                .unwrap_or("no other key here");
+            problems.push(format!("{key}{shown}: unknown key; expected {expected}"));
+            if !remove(&mut value, &path) {
+                return None;
+            }
+        } else if let Some(field) = between(message, "missing field `", "`") {
+            if !matches!(path.last(), Some(Step::Key(k)) if k == field) {
+                path.push(Step::Key(field.to_owned()));
+            }
+            problems.push(format!(
+                "{}: missing; this key is required here",
+                key_name(name, &path)
+            ));
+            return None;
+        } else if let Some(found) = lookup(&value, &path).cloned() {
+            let key = key_name(name, &path);
+            problems.push(format!(
+                "{key} = {found}: expected {}",
+                expectation(message)
+            ));
+            let default = defaults.and_then(|d| lookup(d, &path)).cloned();
+            let patched = match default {
+                Some(d) => replace(&mut value, &path, d),
+                None => remove(&mut value, &path),
+            };
+            if !patched {
+                return None;
+            }
+        } else {
+            problems.push(format!("[{name}]: {message}"));
+            return None;
+        }
+    }
+    None
+}
+
+/// One step of a key's path inside a section.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Step {
+    fn of(segment: &serde_path_to_error::Segment) -> Option<Step> {
+        match segment {
+            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+            _ => None,
+        }
+    }
+}
+
+/// `station.pickup_sla_h`, `carriers[1].code`, `hardware.scanners[0].baud`.
+fn key_name(section: &str, path: &[Step]) -> String {
+    let mut key = section.to_owned();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                key.push('.');
+                key.push_str(k);
+            }
+            Step::Index(i) => key.push_str(&format!("[{i}]")),
+        }
+    }
+    key
+}
+
+fn lookup<'v>(value: &'v Value, path: &[Step]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, step| match step {
+        Step::Key(k) => v.as_table()?.get(k),
+        Step::Index(i) => v.as_array()?.get(*i),
+    })
+}
+
+/// The table or array holding the last step of `path`, and that step.
+fn parent_mut<'v>(value: &'v mut Value, path: &[Step]) -> Option<(&'v mut Value, Step)> {
+    let (last, parents) = path.split_last()?;
+    let parent = parents.iter().try_fold(value, |v, step| match step {
+        Step::Key(k) => v.as_table_mut()?.get_mut(k),
+        Step::Index(i) => v.as_array_mut()?.get_mut(*i),
+    })?;
+    Some((parent, last.clone()))
+}
+
+fn remove(value: &mut Value, path: &[Step]) -> bool {
+    match parent_mut(value, path) {
+        Some((Value::Table(t), Step::Key(k))) => t.remove(&k).is_some(),
+        _ => false,
+    }
+}
+
+fn replace(value: &mut Value, path: &[Step], with: Value) -> bool {
+    match parent_mut(value, path) {
+        Some((Value::Table(t), Step::Key(k))) => t.insert(k, with).is_some(),
+        Some((Value::Array(a), Step::Index(i))) => a.get_mut(i).map(|slot| *slot = with).is_some(),
+        _ => false,
+    }
+}
+
+/// The text between `start` and the next `end` (or the end of `text`).
+fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(rest.find(end).map_or(rest, |i| &rest[..i]))
+}
+
+/// serde's "expected i64" in the words of the rest of the configuration's
+/// problems.
+fn expectation(message: &str) -> String {
+    let expected = message
+        .rsplit_once("expected ")
+        .map_or(message, |(_, e)| e)
+        .trim();
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+            "a whole number".to_owned()
+        }
+        "a boolean" => "true or false".to_owned(),
+        "a string" => "text in quotes".to_owned(),
+        "a sequence" => "a list [ … ]".to_owned(),
+        "a map" | "struct" => "a table".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 fn trusted_keys(p: &mut Problems, keys: BTreeMap<String, String>) -> TrustedKeys {
