@@ -6,7 +6,7 @@
 #   INSTALL=1 scripts/build-arm.sh       # also apt-get/rustup what it needs
 #
 # Output: target/<triple>/release/yizhan (stripped, per the release profile).
-# With Docker, `CROSS_CONFIG=cross.toml cross build --release --target …`
+# With Docker, `cross build --release --target …` (it reads Cross.toml)
 # builds the same (cross looks for Cross.toml unless told).
 set -euo pipefail
 cd "$(dirname "$0")/.."
