@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 pub use error::CheckinError;
 pub use input::AcceptInput;
 
-use crate::code::{self, Decision, Facts, Parsed, Reason, Source};
+use crate::code::{self, Decision, Facts, Parsed, Reason, ReturnNo, Source};
 use crate::config::AutoPrint;
 use crate::db::{self, Durability};
 use crate::manifest::{self, Item};
@@ -318,7 +318,7 @@ impl Station {
     pub(crate) async fn waybill_scanned(&self, code: &str) -> Option<(String, Option<String>)> {
         let waybill = crate::carrier::normalise_waybill(code)?;
         let carrier = self.config().carriers.detect(&waybill)?.code.clone();
-        let Some(rn) = code::normalise_return_no(code) else {
+        let Some(rn) = ReturnNo::parse(code).map(String::from) else {
             return Some((waybill, Some(carrier)));
         };
         let known = self

@@ -13,6 +13,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ReturnEntry, ReturnStatus};
+pub use crate::return_no::ReturnNo;
 use crate::token::{self, RETURN_PREFIX};
 
 /// Inputs longer than this are malformed without further parsing.
@@ -95,14 +96,14 @@ pub enum Parsed {
     /// A signed token whose signature and station checked out.
     Token(Claims),
     /// A bare return number (typed, from a URL, or plain).
-    Number(String),
+    Number(ReturnNo),
 }
 
 impl Parsed {
     pub fn return_no(&self) -> &str {
         match self {
             Parsed::Token(c) => &c.rn,
-            Parsed::Number(n) => n,
+            Parsed::Number(n) => n.as_str(),
         }
     }
 }
@@ -124,23 +125,16 @@ pub fn parse(input: &[u8], keys: &TrustedKeys, station_id: &str) -> Result<Parse
             .map(Parsed::Number)
             .ok_or(Reason::Malformed);
     }
-    normalise_return_no(text)
+    ReturnNo::parse(text)
         .map(Parsed::Number)
         .ok_or(Reason::Malformed)
-}
-
-/// A plain return number: 6–40 of `A-Z a-z 0-9 -`, upper-cased.
-pub fn normalise_return_no(s: &str) -> Option<String> {
-    let ok =
-        (6..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    ok.then(|| s.to_ascii_uppercase())
 }
 
 fn parse_token(text: &str, keys: &TrustedKeys, station_id: &str) -> Result<Claims, Reason> {
     let decoded = token::decode(RETURN_PREFIX, text).map_err(|_| Reason::Malformed)?;
     let mut claims: Claims =
         serde_json::from_slice(&decoded.payload).map_err(|_| Reason::Malformed)?;
-    claims.rn = normalise_return_no(&claims.rn).ok_or(Reason::Malformed)?;
+    claims.rn = ReturnNo::parse(&claims.rn).ok_or(Reason::Malformed)?.into();
     if claims.mid.is_empty() {
         return Err(Reason::Malformed);
     }
@@ -158,7 +152,7 @@ fn parse_token(text: &str, keys: &TrustedKeys, station_id: &str) -> Result<Claim
 }
 
 /// `…?rn=<no>` (query wins) or a last path segment after `/r/`.
-fn return_no_from_url(url: &str) -> Option<String> {
+fn return_no_from_url(url: &str) -> Option<ReturnNo> {
     let rest = url.split_once("://")?.1;
     let rest = rest.split('#').next().unwrap_or(rest);
     let (path_part, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -171,7 +165,7 @@ fn return_no_from_url(url: &str) -> Option<String> {
         let tail = path.rsplit_once("/r/")?.1.trim_end_matches('/');
         (!tail.is_empty() && !tail.contains('/')).then_some(tail)
     };
-    normalise_return_no(from_query.or_else(from_path)?)
+    ReturnNo::parse(from_query.or_else(from_path)?)
 }
 
 /// What the database knows about a return number at scan time.
@@ -263,6 +257,10 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
     const ST: &str = "ST-0001";
 
+    fn number(s: &str) -> ReturnNo {
+        ReturnNo::parse(s).expect("a return number")
+    }
+
     fn platform_key() -> SigningKey {
         SigningKey::from_bytes(&[42; 32])
     }
@@ -311,7 +309,7 @@ mod tests {
         let tampered = good.replacen("eyJ", "eyK", 1);
         let truncated = good[..good.len() - 10].to_owned();
         let oversized = "A".repeat(MAX_INPUT_BYTES + 1);
-        let rn: Result<Parsed, Reason> = Ok(Parsed::Number("RT2026112200123".into()));
+        let rn: Result<Parsed, Reason> = Ok(Parsed::Number(number("RT2026112200123")));
         let cases: Vec<(&[u8], Result<&str, Reason>)> = vec![
             (good.as_bytes(), Ok("token")),
             (any_station.as_bytes(), Ok("token")),
@@ -382,7 +380,7 @@ mod tests {
 
     #[test]
     fn decide_table() {
-        let number = Parsed::Number("RT2026112200123".into());
+        let number = Parsed::Number(number("RT2026112200123"));
         let claims = |exp| {
             Parsed::Token(Claims {
                 rn: "RT2026112200123".into(),

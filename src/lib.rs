@@ -29,6 +29,7 @@ pub mod parcel;
 pub mod photo;
 pub mod print;
 pub mod receipt;
+pub mod return_no;
 pub mod station;
 pub mod sync;
 pub mod systemd;

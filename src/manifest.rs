@@ -11,8 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clock;
-use crate::code;
 use crate::db::DbError;
+use crate::return_no::ReturnNo;
 
 /// Whether the platform still wants the parcel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,8 +129,9 @@ pub fn parse(json: &[u8]) -> Result<ManifestPage, ManifestError> {
             return_no: original.clone(),
             problem,
         };
-        entry.return_no = code::normalise_return_no(&entry.return_no)
-            .ok_or_else(|| problem("return_no must be 6-40 of A-Z, 0-9 and '-'".into()))?;
+        entry.return_no = ReturnNo::parse(&entry.return_no)
+            .ok_or_else(|| problem("return_no must be 6-40 of A-Z, 0-9 and '-'".into()))?
+            .into();
         if entry.merchant_id.trim().is_empty() {
             return Err(problem("merchant_id is empty".into()));
         }

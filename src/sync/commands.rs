@@ -9,12 +9,12 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::code;
 use crate::db::{DbError, Durability};
 use crate::manifest::{self, ReturnEntry, ReturnStatus};
 use crate::outbox::{self, EventSource, EventType};
 use crate::parcel::store::{self, Changes, StoreError};
 use crate::parcel::{Action, ParcelId};
+use crate::return_no::ReturnNo;
 use crate::station::Station;
 
 /// Why a command was not applied.
@@ -112,7 +112,8 @@ fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
     let return_no = |data: &Value| -> Result<String, CommandError> {
         data.get("return_no")
             .and_then(Value::as_str)
-            .and_then(code::normalise_return_no)
+            .and_then(ReturnNo::parse)
+            .map(String::from)
             .ok_or_else(|| bad("data.return_no must be a return number".into()))
     };
     let command = match env.kind.as_str() {
