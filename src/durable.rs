@@ -19,6 +19,13 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Flushes a file that something else wrote in place (SQLite's backup
+/// API): its bytes, then its name in its directory.
+pub fn flush_written(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    sync_dir(parent_of(path))
+}
+
 /// `mkdir -p`, durably: each directory it creates is flushed into its
 /// parent, so a power cut cannot take a directory (and what was written
 /// into it) away.

@@ -131,6 +131,9 @@ fn backup(db: &db::Db, file: &Path, out: Output) -> Result<()> {
     }
     db.read_blocking(|c| db::backup_to(c, file).map_err(DbError::from))
         .with_context(|| format!("backup to {} failed", file.display()))?;
+    // A backup is for the day the card dies: on disk before we say done.
+    crate::durable::flush_written(file)
+        .with_context(|| format!("cannot flush the backup {}", file.display()))?;
     let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     out.print(
         &serde_json::json!({ "backup": file.display().to_string(), "bytes": bytes }),

@@ -118,9 +118,7 @@ fn backup_before_migration(conn: &Connection, dir: &Path, from: u32) -> Result<(
     let target = dir.join(format!("pre-migration-v{from}-{stamp}.db"));
     backup_to(conn, &target).map_err(|e| DbError::Backup(format!("{}: {e}", target.display())))?;
     // On disk, name and all, before the migration it guards commits.
-    std::fs::File::open(&target)
-        .and_then(|f| f.sync_all())
-        .and_then(|()| crate::durable::sync_dir(dir))
+    crate::durable::flush_written(&target)
         .map_err(|e| DbError::Backup(format!("{}: {e}", target.display())))?;
     tracing::info!(backup = %target.display(), from, "backed up the database before migrating");
     Ok(())
