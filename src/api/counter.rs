@@ -76,7 +76,7 @@ pub async fn hand_over(
     clerk: Clerk,
     JsonBody(req): JsonBody<HandoverInput>,
 ) -> Result<(StatusCode, Json<Handover>), ApiError> {
-    let h = st.hand_over(req, clerk.clerk_id).await?;
+    let h = st.record_handover(req, clerk.clerk_id).await?;
     Ok((StatusCode::CREATED, Json(h)))
 }
 
@@ -92,7 +92,9 @@ pub async fn handovers(
     _clerk: Clerk,
     QueryParams(q): QueryParams<Limit>,
 ) -> Result<Json<Value>, ApiError> {
-    let list = st.handovers(q.limit.unwrap_or(50).clamp(1, 500)).await?;
+    let list = st
+        .recent_handovers(q.limit.unwrap_or(50).clamp(1, 500))
+        .await?;
     Ok(Json(json!({ "handovers": list })))
 }
 
@@ -101,7 +103,7 @@ pub async fn handover(
     _clerk: Clerk,
     Path(id): Path<String>,
 ) -> Result<Json<Handover>, ApiError> {
-    Ok(Json(st.handover(id).await?))
+    Ok(Json(st.find_handover(id).await?))
 }
 
 /// Open to customers: `{return_no}` may also be a scanned return code or

@@ -7,6 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::checkin::CheckinError;
+use crate::counter::CounterError;
 use crate::db::DbError;
 use crate::photo::PhotoError;
 
@@ -80,7 +81,6 @@ impl From<CheckinError> for ApiError {
             E::NoReceipt(_) => (S::NOT_FOUND, "no_receipt"),
             E::Invalid { code, .. } => (S::UNPROCESSABLE_ENTITY, *code),
             E::Refused { code, .. } => (S::CONFLICT, *code),
-            E::BagNotFound(_) | E::HandoverNotFound(_) => (S::NOT_FOUND, "not_found"),
             E::ClerkOnly => (S::UNAUTHORIZED, "clerk_session_required"),
             E::NoCode { .. } => (S::UNPROCESSABLE_ENTITY, "no_code"),
             E::TooManyDrafts { .. } => (S::TOO_MANY_REQUESTS, "too_many_drafts"),
@@ -101,6 +101,25 @@ impl From<CheckinError> for ApiError {
             E::Render(_) | E::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<CounterError> for ApiError {
+    fn from(e: CounterError) -> ApiError {
+        use CounterError as E;
+        use StatusCode as S;
+        let (status, code) = match &e {
+            E::ParcelNotFound(_) | E::BagNotFound(_) | E::HandoverNotFound(_) => {
+                (S::NOT_FOUND, "not_found")
+            }
+            E::Invalid { code, .. } => (S::UNPROCESSABLE_ENTITY, *code),
+            E::Refused { code, .. } => (S::CONFLICT, *code),
+            E::Transition(_) => (S::CONFLICT, "illegal_transition"),
+            E::Conflict(_) => (S::CONFLICT, "conflict"),
+            E::Db(d) => return db_error(d),
+            E::Corrupt(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 

@@ -35,10 +35,6 @@ pub enum CheckinError {
     /// (a 409 with `code`).
     #[error("{message}")]
     Refused { code: &'static str, message: String },
-    #[error("no bag {0}")]
-    BagNotFound(String),
-    #[error("no handover {0}")]
-    HandoverNotFound(String),
     #[error("this needs a clerk: log in with your PIN")]
     ClerkOnly,
     #[error("{max} customers are already checking in at the kiosk: finish one, or ask a clerk")]

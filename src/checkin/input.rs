@@ -149,15 +149,30 @@ fn tick(expected: &[Item], ticks: Vec<ItemTick>) -> Result<Vec<TickedItem>, Chec
 }
 
 /// Trims `value` and checks it is non-empty and at most `max` characters.
-pub fn bounded_text(field: &str, value: String, max: usize) -> Result<String, CheckinError> {
+pub fn bounded_text(field: &str, value: String, max: usize) -> Result<String, InvalidField> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(CheckinError::invalid(
-            "invalid_field",
-            format!("{field} must be 1 to {max} printable characters"),
-        ));
+        return Err(InvalidField {
+            field: field.to_owned(),
+            max,
+        });
     }
     Ok(v.to_owned())
+}
+
+/// A text field that is empty, too long or has control characters (an
+/// `invalid_field` at the API).
+#[derive(Debug, thiserror::Error)]
+#[error("{field} must be 1 to {max} printable characters")]
+pub struct InvalidField {
+    pub field: String,
+    pub max: usize,
+}
+
+impl From<InvalidField> for CheckinError {
+    fn from(e: InvalidField) -> Self {
+        CheckinError::invalid("invalid_field", e.to_string())
+    }
 }
 
 #[cfg(test)]

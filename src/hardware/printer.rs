@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::{pause, report, DeviceState};
 use crate::checkin::CheckinError;
 use crate::config::{PrinterConfig, PrinterLink};
+use crate::counter::CounterError;
 use crate::db::{DbError, Durability};
 use crate::parcel::ParcelId;
 use crate::print::escpos::status;
@@ -203,9 +204,12 @@ async fn render(station: &Station, cfg: &PrinterConfig, job: &Job) -> Result<Vec
         }
         JobKind::Handover => {
             let h = station
-                .handover(job.ref_id.clone())
+                .find_handover(job.ref_id.clone())
                 .await
-                .map_err(gone_or_later)?;
+                .map_err(|e| match e {
+                    CounterError::Db(_) | CounterError::Corrupt(_) => Render::Later(e.to_string()),
+                    other => Render::Gone(other.to_string()),
+                })?;
             Ok(layout::handover_slip(cfg, &h, station_name))
         }
     }
