@@ -330,6 +330,7 @@ impl Cpu {
 /// ended in between takes its time with it; the threads measured here live
 /// through each measure. Needs Linux's `/proc`: without it the benchmark
 /// stops rather than print CPU figures of zero.
+#[allow(unsafe_code)]
 fn threads_cpu(pid: u32) -> Vec<(String, f64)> {
     // SAFETY: sysconf only reads a constant.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;

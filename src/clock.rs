@@ -121,9 +121,10 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
 #[allow(unsafe_code)]
 fn kernel_clock_synchronised() -> bool {
     // SAFETY: `timex` is plain old data for which all-zero bytes are a valid
-    // value (modes = 0 asks for a read only), and the pointer handed to
-    // adjtimex is to a live, exclusively borrowed local.
+    // value (modes = 0 asks for a read only).
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer handed to adjtimex is to a live, exclusively
+    // borrowed local of the type it expects.
     let state = unsafe { libc::adjtimex(&mut tx) };
     state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0
 }
