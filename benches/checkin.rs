@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use image::ImageEncoder;
 use reqwest::blocking::Client;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use yizhan::config::Config;
 use yizhan::db::{self, Durability};
@@ -823,10 +823,10 @@ impl RawClient {
             if header.is_empty() {
                 break;
             }
-            if let Some((k, v)) = header.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().expect("length");
-                }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().expect("length");
             }
         }
         let mut body = vec![0; length];

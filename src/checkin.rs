@@ -14,7 +14,7 @@ mod error;
 pub(crate) mod input;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub use error::CheckinError;
 pub use input::AcceptInput;

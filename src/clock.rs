@@ -146,10 +146,12 @@ mod tests {
         let unsynced = Trust::judge(t, false, None);
         assert!(!unsynced.trusted && unsynced.reason.unwrap().contains("not synchronised"));
         let behind = Trust::judge(t, true, Some("2026-11-23T00:00:00.000Z"));
-        assert!(behind
-            .reason
-            .unwrap()
-            .contains("earlier than the last event"));
+        assert!(
+            behind
+                .reason
+                .unwrap()
+                .contains("earlier than the last event")
+        );
     }
 
     #[test]

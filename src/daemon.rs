@@ -236,7 +236,7 @@ pub type StopRequests = watch::Receiver<u32>;
 /// Installs the SIGTERM and SIGINT handlers now and counts the signals.
 /// Must be called inside the runtime.
 pub fn stop_on_signals() -> StopRequests {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let (count, stops) = watch::channel(0);
     match (
         signal(SignalKind::terminate()),

@@ -33,7 +33,7 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use migrate::{backup_to, latest_version, MIGRATIONS};
+pub use migrate::{MIGRATIONS, backup_to, latest_version};
 
 /// The oldest SQLite we accept: 3.51.3 fixes WAL-reset database corruption.
 pub const MIN_SQLITE_VERSION: i32 = 3_051_003;
@@ -56,11 +56,11 @@ const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error(
-        "SQLite {found} is too old: yizhan needs {needed} or newer (WAL-reset corruption fix)"
-    )]
+    #[error("SQLite {found} is too old: yizhan needs {needed} or newer (WAL-reset corruption fix)")]
     SqliteTooOld { found: String, needed: String },
-    #[error("the database at {path} has schema version {found}, newer than this yizhan knows ({supported}); run a newer yizhan or restore a backup")]
+    #[error(
+        "the database at {path} has schema version {found}, newer than this yizhan knows ({supported}); run a newer yizhan or restore a backup"
+    )]
     SchemaTooNew {
         path: PathBuf,
         found: u32,
@@ -90,7 +90,9 @@ pub enum DbError {
     },
     #[error("database task failed: {0}")]
     Task(String),
-    #[error("the WAL could not be emptied within {waited:?}: another connection (a reader or a checkpoint) kept it busy")]
+    #[error(
+        "the WAL could not be emptied within {waited:?}: another connection (a reader or a checkpoint) kept it busy"
+    )]
     CheckpointBusy { waited: Duration },
 }
 

@@ -16,7 +16,9 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 pub enum IdentityError {
     #[error("device key {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("device key {path} is {len} bytes, expected 32; restore it from a backup (receipts signed with it must keep verifying)")]
+    #[error(
+        "device key {path} is {len} bytes, expected 32; restore it from a backup (receipts signed with it must keep verifying)"
+    )]
     Corrupt { path: PathBuf, len: usize },
     #[error("no randomness for a new device key: {0}")]
     Random(String),

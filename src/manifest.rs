@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clock;
@@ -135,10 +135,10 @@ pub fn parse(json: &[u8]) -> Result<ManifestPage, ManifestError> {
         if entry.merchant_id.trim().is_empty() {
             return Err(problem("merchant_id is empty".into()));
         }
-        if let Some(p) = &entry.phone_last4 {
-            if p.len() != 4 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(problem(format!("phone_last4 {p:?} is not 4 digits")));
-            }
+        if let Some(p) = &entry.phone_last4
+            && (p.len() != 4 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(problem(format!("phone_last4 {p:?} is not 4 digits")));
         }
         let mut skus = HashSet::new();
         if let Some(dup) = entry.items.iter().find(|i| !skus.insert(i.sku.as_str())) {

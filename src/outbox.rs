@@ -16,7 +16,7 @@
 //!   anywhere else is still an error for `yizhan db check`. Delivery state
 //!   is otherwise the sync side's business.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -199,7 +199,9 @@ pub enum PhotoError {
     Undecodable(String),
     #[error("the image is {width}x{height} pixels; the limit is {MAX_DECODED_SIDE} per side")]
     TooManyPixels { width: u32, height: u32 },
-    #[error("storage is nearly full ({free_mb} MiB free, floor {min_mb} MiB): photos are refused until space is freed")]
+    #[error(
+        "storage is nearly full ({free_mb} MiB free, floor {min_mb} MiB): photos are refused until space is freed"
+    )]
     StorageFull { free_mb: u64, min_mb: u64 },
     #[error("photo storage failed: {0}")]
     Io(#[from] std::io::Error),

@@ -18,8 +18,8 @@ pub mod store;
 
 use crate::config::PrinterConfig;
 use crate::counter::Handover;
-use crate::parcel::store::Parcel;
 use crate::parcel::State;
+use crate::parcel::store::Parcel;
 use escpos::{Align, Doc};
 
 /// What a job prints.

@@ -10,7 +10,7 @@ use image::{ImageEncoder, Luma};
 use qrcode::{EcLevel, QrCode};
 use serde::{Deserialize, Serialize};
 
-use crate::token::{self, TokenError, RECEIPT_PREFIX};
+use crate::token::{self, RECEIPT_PREFIX, TokenError};
 
 /// The signed payload: receipt id, return number, station, device, time,
 /// and the waybill once a clerk has recorded it.

@@ -24,8 +24,8 @@ use crate::metrics::Metrics;
 use crate::outbox::EventSource;
 use crate::parcel::store;
 use crate::photo::store::{PhotoStore, Report};
-use crate::sync::queue;
 use crate::sync::SyncState;
+use crate::sync::queue;
 
 /// Drafts promise nothing and are discarded after this long (SPEC §3).
 pub const DRAFT_TTL: Duration = Duration::from_secs(3600);

@@ -35,10 +35,10 @@ pub fn notify(state: &str) -> bool {
 /// How often to ping the watchdog: half of `$WATCHDOG_USEC`, when the
 /// watchdog is on and meant for this process.
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.trim() != std::process::id().to_string() {
-            return None;
-        }
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.trim() != std::process::id().to_string()
+    {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec / 2))

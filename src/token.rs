@@ -5,8 +5,8 @@
 //! `<PREFIX>.<payload>`. Return codes use `YZR1` (signed by the platform),
 //! receipts `YZK1` (signed by the device).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::Serialize;
 
@@ -163,9 +163,11 @@ mod tests {
             parse_public_key(&URL_SAFE_NO_PAD.encode(vk.as_bytes())).unwrap(),
             vk
         );
-        assert!(parse_public_key("AAAA")
-            .unwrap_err()
-            .contains("expected 32"));
+        assert!(
+            parse_public_key("AAAA")
+                .unwrap_err()
+                .contains("expected 32")
+        );
         assert!(parse_public_key("???").is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{png, TestStation};
+use crate::util::{TestStation, png};
 
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str, what: &str) {
     assert_eq!(status, want_status, "{what}: {body}");

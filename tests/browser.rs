@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::devices::Pty;
 use crate::platform::free_port;
-use crate::util::{wait_until, TestStation};
+use crate::util::{TestStation, wait_until};
 
 const ENTER: &str = "\u{E007}";
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,8 +1,8 @@
 //! The check-in path end to end: scan → photos → accept or drop → receipt.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::util::{manifest_of, png, TestStation};
+use crate::util::{TestStation, manifest_of, png};
 
 fn events(st: &TestStation) -> Vec<(i64, String, Option<String>)> {
     let db = st.db();

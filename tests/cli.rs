@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{yizhan, TestStation};
+use crate::util::{TestStation, yizhan};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{platform_key, yzr1, TestStation};
+use crate::util::{TestStation, platform_key, yzr1};
 
 const FUTURE: i64 = 4_102_444_800; // 2100-01-01
 const PAST: i64 = 1_600_000_000; // 2020-09-13

@@ -6,11 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::platform::{publish, Broker};
-use crate::sync::{sync_toml, COMMANDS};
-use crate::util::{png, wait_until, TestStation};
+use crate::platform::{Broker, publish};
+use crate::sync::{COMMANDS, sync_toml};
+use crate::util::{TestStation, png, wait_until};
 
 /// Every endpoint only a clerk may use, with a body that would otherwise
 /// be valid enough to reach the handler.
@@ -294,12 +294,11 @@ fn events_of(st: &TestStation, kind: &str) -> Vec<Value> {
     let mut stmt = c
         .prepare("SELECT b.body FROM events e JOIN event_bodies b ON b.seq = e.seq WHERE e.type = ?1 ORDER BY e.seq")
         .unwrap();
-    let rows = stmt
-        .query_map([kind], |r| r.get::<_, String>(0))
+
+    stmt.query_map([kind], |r| r.get::<_, String>(0))
         .unwrap()
         .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
-        .collect();
-    rows
+        .collect()
 }
 
 #[test]
@@ -550,10 +549,12 @@ fn the_stream_pushes_sync_state_scans_and_state_changes() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(resp).lines().map_while(Result::ok) {
@@ -572,10 +573,10 @@ fn the_stream_pushes_sync_state_scans_and_state_changes() {
                 .unwrap_or_else(|_| panic!("no {name} event"));
             if let Some(ev) = line.strip_prefix("event: ") {
                 current = ev.to_owned();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                if current == name {
-                    return serde_json::from_str(data).unwrap();
-                }
+            } else if let Some(data) = line.strip_prefix("data: ")
+                && current == name
+            {
+                return serde_json::from_str(data).unwrap();
             }
         }
     };
@@ -626,9 +627,10 @@ fn made_up_clerk_ids_cannot_lock_a_real_clerk_out() {
         "logins with unknown clerk ids from this client locked",
         Duration::from_secs(10),
     );
-    assert!(st
-        .get_text("/metrics")
-        .contains("yizhan_login_lockouts_total 1"));
+    assert!(
+        st.get_text("/metrics")
+            .contains("yizhan_login_lockouts_total 1")
+    );
     // The clerk's own wrong PINs still lock the clerk.
     for _ in 0..5 {
         assert_eq!(st.login("wei", "1111").0, 401);

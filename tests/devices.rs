@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::fake_printer::{FakePrinter, Status};
 use crate::platform::free_port;
-use crate::util::{manifest_of, png, wait_until, TestStation};
+use crate::util::{TestStation, manifest_of, png, wait_until};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -28,7 +28,7 @@ pub struct Pty {
 
 impl Pty {
     pub fn open() -> Pty {
-        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
         let master: OwnedFd =
             openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).expect("openpt");
         grantpt(&master).expect("grantpt");

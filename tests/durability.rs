@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::util::{png, TestStation};
+use crate::util::{TestStation, png};
 
 /// `kill -9` rounds: `YIZHAN_KILL9_ROUNDS` (the soak runs a thousand), 15
 /// in CI.

@@ -134,7 +134,7 @@ fn serve(mut conn: TcpStream, s: &Shared) {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                continue
+                continue;
             }
             Err(_) => return,
         }

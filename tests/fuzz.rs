@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::util::{platform_key, png, yzr1, TestStation};
+use crate::util::{TestStation, platform_key, png, yzr1};
 
 fn budget() -> Duration {
     let secs = std::env::var("YIZHAN_FUZZ_SECS")

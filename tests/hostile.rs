@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{wait_until, TestStation};
+use crate::util::{TestStation, wait_until};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -21,7 +21,7 @@ fn addr(st: &TestStation) -> String {
 /// Raises this test process's own open-file limit (it opens hundreds of
 /// sockets).
 fn raise_own_fd_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
+    use rustix::process::{Resource, getrlimit, setrlimit};
     let l = getrlimit(Resource::Nofile);
     let _ = setrlimit(
         Resource::Nofile,

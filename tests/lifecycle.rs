@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{wait_until, TestStation};
+use crate::util::{TestStation, wait_until};
 
 #[test]
 fn sigterm_finishes_cleanly_and_everything_acknowledged_is_kept() {

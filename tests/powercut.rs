@@ -30,7 +30,7 @@ use fuser::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::util::{png, TestStation};
+use crate::util::{TestStation, png};
 
 const ROOT: u64 = 1;
 /// Attributes and names may be cached this long (changes all pass through
@@ -284,10 +284,10 @@ impl Filesystem for CrashFs {
         reply: ReplyAttr,
     ) {
         let mut st = self.st();
-        if let Some(len) = size {
-            if let Err(e) = st.change(ino.0, Op::Truncate(len)) {
-                return reply.error(e);
-            }
+        if let Some(len) = size
+            && let Err(e) = st.change(ino.0, Op::Truncate(len))
+        {
+            return reply.error(e);
         }
         if let (Some(m), Some(n)) = (mode, st.nodes.get_mut(&ino.0)) {
             n.perm = (m & 0o7777) as u16;
@@ -374,7 +374,7 @@ impl Filesystem for CrashFs {
         };
         match st.dir(newparent.0) {
             Ok(d) if flags.contains(RenameFlags::RENAME_NOREPLACE) && d.contains_key(newname) => {
-                return reply.error(Errno::EEXIST)
+                return reply.error(Errno::EEXIST);
             }
             Ok(_) => {}
             Err(e) => return reply.error(e),

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::platform::{free_port, publish_retained, Broker, Proxy, Subscriber};
-use crate::util::{wait_until, TestStation};
+use crate::platform::{Broker, Proxy, Subscriber, free_port, publish_retained};
+use crate::util::{TestStation, wait_until};
 
 const STATUS: &str = "yizhan/v1/stations/ST-0001/status";
 const LONG: Duration = Duration::from_secs(60);

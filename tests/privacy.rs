@@ -1,11 +1,11 @@
 //! What an anonymous customer screen may see and do (issue 24): each test
 //! is a row of the issue's table, and failed on the `main` before it.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::devices::EventStream;
 use crate::platform::free_port;
-use crate::util::{png, TestStation};
+use crate::util::{TestStation, png};
 
 fn anon_scan(st: &TestStation, code: &str) -> (u16, Value) {
     st.request_as(

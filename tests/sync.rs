@@ -3,15 +3,15 @@
 //! away: nothing committed is lost, nothing uncommitted is delivered.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::platform::{publish, Broker, FakePlatform, Proxy, Subscriber};
-use crate::util::{manifest_of, png, wait_until, TestStation};
+use crate::platform::{Broker, FakePlatform, Proxy, Subscriber, publish};
+use crate::util::{TestStation, manifest_of, png, wait_until};
 
 const EVENTS: &str = "yizhan/v1/stations/ST-0001/events";
 const STATUS: &str = "yizhan/v1/stations/ST-0001/status";
@@ -502,12 +502,11 @@ fn commands_apply_once_and_bad_ones_are_skipped() {
         let mut stmt = db
             .prepare("SELECT command_id, type FROM commands ORDER BY command_id")
             .unwrap();
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
-            .unwrap();
-        rows
+            .unwrap()
     };
     let ids: Vec<&str> = applied.iter().map(|(i, _)| i.as_str()).collect();
     assert_eq!(ids, ["c-1", "c-3", "c-4", "c-5"]);

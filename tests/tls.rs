@@ -13,7 +13,7 @@ use rcgen::{
 use serde_json::Value;
 
 use crate::platform::{Broker, BrokerTls};
-use crate::util::{wait_until, TestStation};
+use crate::util::{TestStation, wait_until};
 
 struct Ca {
     cert: Certificate,

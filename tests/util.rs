@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use reqwest::blocking::Client;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_yizhan");
 

@@ -9,12 +9,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::ConnectInfo;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -126,7 +126,7 @@ pub async fn login(
     };
     // Served by `api::serve`, every request knows its peer; without it
     // (tests calling the router directly) it is the kiosk itself.
-    let ip = client.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0.ip());
+    let ip = client.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.0.ip());
     let claim = match creds {
         Some(_) => clerk::Claim::Known(&clerk_id),
         None => clerk::Claim::Unknown(ip),

@@ -1,11 +1,11 @@
 //! Clerk endpoints after check-in: bags, handovers; and the customer's
 //! progress page.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::auth::Clerk;
 use super::error::ApiError;
@@ -65,7 +65,7 @@ pub async fn bag_parcel(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
                 "give exactly one of parcel_id or waybill_no",
-            ))
+            ));
         }
     };
     Ok(Json(st.bag_parcel(key, parcel, clerk.clerk_id).await?))

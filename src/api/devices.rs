@@ -1,16 +1,16 @@
 //! Device endpoints (SPEC §10): scans the kiosk's own scanners made, codes
 //! found in a camera frame, reprints, and the devices' states.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::auth::{Clerk, MaybeClerk};
 use super::error::ApiError;
-use super::extract::{body_bytes, PathId, QueryParams};
+use super::extract::{PathId, QueryParams, body_bytes};
 use crate::hardware::DeviceScan;
 use crate::parcel::Channel;
 use crate::station::Station;

@@ -1,9 +1,9 @@
 //! API errors: `{"error":{"code":"…","message":"…"}}` with a 4xx for
 //! anything the caller sent, 5xx only when the station itself failed.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use crate::checkin::CheckinError;
@@ -90,7 +90,9 @@ impl From<CheckinError> for ApiError {
                     return ApiError::new(
                         status,
                         code,
-                        format!("the station's disk is full: the photo was not saved; free space and try again ({e})"),
+                        format!(
+                            "the station's disk is full: the photo was not saved; free space and try again ({e})"
+                        ),
                     );
                 }
                 (status, code)

@@ -1,12 +1,12 @@
 //! Operator and lookup endpoints: `/healthz`, `/metrics`, the manual
 //! return lookup, the carrier list, and the kiosk page.
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::auth::Clerk;
 use super::error::ApiError;
@@ -144,7 +144,10 @@ pub async fn lookup(
 ) -> Result<Json<Value>, ApiError> {
     let query = q.q.trim().to_owned();
     if query.is_empty() || query.chars().count() > 64 {
-        return Err(ApiError::bad_request("invalid_query", "q must be 1 to 64 characters: a return number, order number or the phone's last 4 digits"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be 1 to 64 characters: a return number, order number or the phone's last 4 digits",
+        ));
     }
     let returns = st
         .lookup(query, q.limit.unwrap_or(20).clamp(1, 100))

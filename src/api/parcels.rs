@@ -1,16 +1,16 @@
 //! Check-in endpoints: scans, photos, drop, accept, reject, parcels and
 //! receipts.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 
 use super::auth::{Clerk, MaybeClerk};
 use super::error::ApiError;
-use super::extract::{body_bytes, JsonBody, PathId, QueryParams};
+use super::extract::{JsonBody, PathId, QueryParams, body_bytes};
 use crate::checkin::{AcceptInput, ReceiptView, ScanAnswer};
 use crate::parcel::store::Parcel;
 use crate::parcel::{Channel, State as ParcelState};
@@ -79,7 +79,7 @@ pub async fn add_photo(
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!("source {other:?} must be camera (or left out for an uploaded photo)"),
-            ))
+            ));
         }
     };
     Ok((

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::CheckinError;
 use crate::carrier::{self, Carriers};
 use crate::manifest::Item;
-use crate::parcel::store::{Changes, TickedItem};
 use crate::parcel::Condition;
+use crate::parcel::store::{Changes, TickedItem};
 
 /// Heaviest parcel a station takes, in grams.
 const MAX_WEIGHT_G: i64 = 100_000;
@@ -76,13 +76,13 @@ impl AcceptInput {
                     )
                 })?,
         };
-        if let Some(w) = self.weight_g {
-            if !(1..=MAX_WEIGHT_G).contains(&w) {
-                return Err(CheckinError::invalid(
-                    "invalid_weight",
-                    format!("weight_g {w} must be 1 to {MAX_WEIGHT_G}"),
-                ));
-            }
+        if let Some(w) = self.weight_g
+            && !(1..=MAX_WEIGHT_G).contains(&w)
+        {
+            return Err(CheckinError::invalid(
+                "invalid_weight",
+                format!("weight_g {w} must be 1 to {MAX_WEIGHT_G}"),
+            ));
         }
         let items = self.items.map(|t| tick(expected, t)).transpose()?;
         Ok(Changes {

@@ -2,9 +2,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use super::{open_db, ClerkCommand, CliError, Output};
+use super::{ClerkCommand, CliError, Output, open_db};
 use crate::clerk::{self, ClerkError};
 use crate::config::Config;
 
@@ -89,7 +89,7 @@ fn read_pin() -> Result<String> {
 }
 
 fn prompt_hidden(prompt: &str) -> Result<String> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     eprint!("{prompt}");
     std::io::stderr().flush().ok();

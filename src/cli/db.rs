@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{open_db, CliError, DbCommand, Output};
+use super::{CliError, DbCommand, Output, open_db};
 use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::photo::store::{PhotoStore, Report};

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::{open_db, ManifestCommand, Output};
+use super::{ManifestCommand, Output, open_db};
 use crate::config::Config;
 use crate::db::Durability;
 use crate::manifest::{self, ManifestError};

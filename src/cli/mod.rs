@@ -235,7 +235,9 @@ fn run_context() -> String {
         }
         Err(_) => "  refused:   run `yizhan config check` to see why".to_owned(),
     };
-    format!("With this command line and environment:\n  config:    {read}\n  overrides: {overrides}\n{used}")
+    format!(
+        "With this command line and environment:\n  config:    {read}\n  overrides: {overrides}\n{used}"
+    )
 }
 
 /// The `--config`/`-c` argument, else `YIZHAN_CONFIG`.

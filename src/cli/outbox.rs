@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{open_db, CliError, OutboxCommand, Output};
+use super::{CliError, OutboxCommand, Output, open_db};
 use crate::config::Config;
 use crate::db::{DbError, Durability};
 use crate::outbox::{self, EventRecord, Filter};

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::CliError;
 
-use super::{open_db, Output, ParcelsCommand};
+use super::{Output, ParcelsCommand, open_db};
 use crate::config::Config;
 use crate::parcel::store::{self, Parcel};
 use crate::parcel::{ParcelId, State};

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{daemon, open_db, Output};
+use super::{Output, daemon, open_db};
 use crate::config::Config;
 use crate::db::DbError;
 use crate::outbox::{self, Backlog};

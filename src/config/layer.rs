@@ -106,7 +106,7 @@ fn apply_env(table: &mut Table, name: &str, value: &str) -> Result<(), String> {
         Some(Value::Table(_) | Value::Array(_)) => {
             return Err(format!(
                 "{name}: {last} is a section or list; set its keys one by one"
-            ))
+            ));
         }
         _ => Value::String(value.to_owned()),
     };
@@ -136,9 +136,11 @@ mod tests {
         assert_eq!(t["s"]["n"].as_integer(), Some(7));
         assert_eq!(t["s"]["b"].as_bool(), Some(true));
         assert_eq!(t["s"]["text"].as_str(), Some("0001"));
-        assert!(apply_env(&mut t, "YIZHAN_S__N", "x")
-            .unwrap_err()
-            .contains("whole number"));
+        assert!(
+            apply_env(&mut t, "YIZHAN_S__N", "x")
+                .unwrap_err()
+                .contains("whole number")
+        );
         assert!(apply_env(&mut t, "YIZHAN_S", "x").is_ok());
     }
 }

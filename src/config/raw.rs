@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::hardware::RawHardware;
@@ -763,10 +763,10 @@ impl Problems {
         max: i64,
         unit: &str,
     ) -> T {
-        if (min..=max).contains(&value) {
-            if let Ok(v) = T::try_from(value) {
-                return v;
-            }
+        if (min..=max).contains(&value)
+            && let Ok(v) = T::try_from(value)
+        {
+            return v;
         }
         self.push(format!(
             "{key} = {value}: expected a whole number of {unit} from {min} to {max}"

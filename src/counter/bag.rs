@@ -139,7 +139,7 @@ impl Station {
                         return Err(CounterError::refused(
                             "already_bagged",
                             format!("parcel {} is already in another bag", p.return_no),
-                        ))
+                        ));
                     }
                     None => {
                         store::add_to_bag(tx, &p.id, &bag.id)?;

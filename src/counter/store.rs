@@ -1,11 +1,11 @@
 //! The counter's SQL: bags, their parcels, handovers.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{Bag, BagState, CounterError, HandedParcel, Handover};
 use crate::carrier;
-use crate::parcel::store::{self as parcels, Parcel};
 use crate::parcel::ParcelId;
+use crate::parcel::store::{self as parcels, Parcel};
 
 /// A parcel named by its id or by its waybill number.
 #[derive(Debug, Clone)]

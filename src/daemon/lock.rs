@@ -19,7 +19,9 @@ pub const LOCK_FILE: &str = "yizhan.lock";
 /// Why the data directory could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another yizhan is already running on this data directory ({dir}): {holder}; stop it first (systemctl stop yizhan), or give this one its own storage.data_dir")]
+    #[error(
+        "another yizhan is already running on this data directory ({dir}): {holder}; stop it first (systemctl stop yizhan), or give this one its own storage.data_dir"
+    )]
     Held { dir: PathBuf, holder: String },
     #[error("cannot lock the data directory {dir}: {source}")]
     Io {
@@ -56,7 +58,7 @@ impl DataLock {
                 return Err(LockError::Held {
                     dir: dir.to_owned(),
                     holder: describe(&mut file),
-                })
+                });
             }
             Err(e) => return Err(io(e.into())),
         }

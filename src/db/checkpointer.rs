@@ -29,13 +29,13 @@
 //!   and the drop waits for it, so the connection is closed with the rest.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::hooks::Wal;
 use rusqlite::Connection;
+use rusqlite::hooks::Wal;
 
 use super::DbError;
 

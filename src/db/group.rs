@@ -20,12 +20,12 @@
 //!   [`DbError::Task`].
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::{set_synchronous, DbError, Durability};
+use super::{DbError, Durability, set_synchronous};
 
 /// Most jobs one commit carries; the rest wait for the next.
 const MAX_BATCH: usize = 256;
@@ -158,10 +158,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         tx.commit()?;
         Ok(())
     })();
-    if relaxed {
-        if let Err(e) = set_synchronous(conn, "FULL") {
-            tracing::error!(error = %e, "could not restore synchronous=FULL");
-        }
+    if relaxed && let Err(e) = set_synchronous(conn, "FULL") {
+        tracing::error!(error = %e, "could not restore synchronous=FULL");
     }
     match &result {
         Ok(()) => done.into_iter().for_each(|f| f(Ok(()))),

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{backup::Backup, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior, backup::Backup};
 
 use super::DbError;
 

@@ -17,7 +17,7 @@ use image::{GrayImage, RgbImage};
 use tokio::sync::{mpsc, watch};
 
 use super::lines::Rereads;
-use super::{pause, report, DeviceState, POLL};
+use super::{DeviceState, POLL, pause, report};
 use crate::config::CameraConfig;
 use crate::parcel::Channel;
 use crate::station::Station;
@@ -244,7 +244,7 @@ fn stream(
         other => {
             return Err(std::io::Error::other(format!(
                 "the camera chose {other:?}, which is neither MJPEG nor YUYV"
-            )))
+            )));
         }
     };
     let mut stream = capture.into_stream()?;

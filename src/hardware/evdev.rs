@@ -102,11 +102,7 @@ impl Keyboard {
         let c = if shift { shifted } else { plain };
         // Caps lock flips letters only.
         Some(if self.caps && plain.is_ascii_lowercase() {
-            if shift {
-                plain
-            } else {
-                shifted
-            }
+            if shift { plain } else { shifted }
         } else {
             c
         })
@@ -122,10 +118,10 @@ fn us_key(code: u16) -> Option<(u8, u8)> {
         (43, b"\\zxcvbnm,./", b"|ZXCVBNM<>?"),
     ];
     for (first, plain, shifted) in ROWS {
-        if let Some(i) = code.checked_sub(first).map(usize::from) {
-            if i < plain.len() {
-                return Some((plain[i], shifted[i]));
-            }
+        if let Some(i) = code.checked_sub(first).map(usize::from)
+            && i < plain.len()
+        {
+            return Some((plain[i], shifted[i]));
         }
     }
     let keypad = match code {

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::{pause, report, DeviceState};
+use super::{DeviceState, pause, report};
 use crate::checkin::CheckinError;
 use crate::config::{PrinterConfig, PrinterLink};
 use crate::counter::CounterError;
@@ -284,7 +284,7 @@ impl Conn {
             // Nothing to read on this link (a one-way USB device file):
             // print blind.
             Err(_) if matches!(self, Conn::File(_)) => {
-                return Ok(Some("status not reported by the printer".into()))
+                return Ok(Some("status not reported by the printer".into()));
             }
             Err(e) => return Err(Fault::offline(format!("no status answer: {e}"))),
         };

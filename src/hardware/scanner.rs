@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::evdev::{self, Keyboard};
 use super::lines::{Framer, Line, Rereads};
-use super::{pause, report, CodeType, DeviceScan, DeviceState, POLL};
+use super::{CodeType, DeviceScan, DeviceState, POLL, pause, report};
 use crate::config::{ScannerConfig, ScannerKind};
 use crate::parcel::Channel;
 use crate::station::{Notice, Station};
@@ -87,12 +87,12 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                         return Err(std::io::Error::other(
                             "another program has grabbed this scanner",
-                        ))
+                        ));
                     }
                     Err(e) => {
                         return Err(std::io::Error::other(format!(
-                        "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
-                    )))
+                            "cannot grab the scanner (EVIOCGRAB): {e}; is this an input event device?"
+                        )));
                     }
                 }
             }
@@ -127,7 +127,7 @@ pub(super) fn configure_tty(file: &File, baud: u32) -> std::io::Result<()> {
         other => {
             return Err(std::io::Error::other(format!(
                 "unsupported baud rate {other}"
-            )))
+            )));
         }
     };
     let fd = file.as_raw_fd();

@@ -5,7 +5,7 @@
 //! `WHERE state = <from>` guard, so two racing requests cannot both move the
 //! same parcel. The caller appends the outbox event in the same transaction.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Channel, Condition, ParcelId, State, TransitionError};
@@ -240,12 +240,12 @@ pub fn transition_from(
         // The guard on `state` matched nothing: someone else moved it first.
         Ok(_) => return Err(StoreError::Conflict(id.clone())),
         Err(e) if is_unique_violation(&e, "parcels.return_no") => {
-            return Err(StoreError::ReturnInCustody(before.return_no))
+            return Err(StoreError::ReturnInCustody(before.return_no));
         }
         Err(e) if is_unique_violation(&e, "parcels.waybill_no") => {
             return Err(StoreError::WaybillInCustody(
                 changes.waybill_no.unwrap_or_default(),
-            ))
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -438,8 +438,8 @@ pub fn unreferenced_photos(tx: &Transaction<'_>) -> Result<Vec<String>, DbError>
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::config::DbConfig;
     use rusqlite::StatementStatus;
+    use rusqlite::config::DbConfig;
 
     use super::*;
     use crate::db::{Db, Durability};

@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -305,8 +305,10 @@ mod tests {
         let store = PhotoStore::new(dir.path().join("photos"), u64::MAX / (1024 * 1024 * 2));
         let err = store.check_free_space().unwrap_err();
         assert!(matches!(err, PhotoError::StorageFull { .. }), "{err}");
-        assert!(PhotoStore::new(dir.path().join("p"), 0)
-            .check_free_space()
-            .is_ok());
+        assert!(
+            PhotoStore::new(dir.path().join("p"), 0)
+                .check_free_space()
+                .is_ok()
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The `print_jobs` table: queue, take in order, mark.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::JobKind;
 use crate::db::DbError;

@@ -5,9 +5,9 @@
 //! A malformed command is an error the caller logs and skips; it never
 //! stops the loop that received it.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::db::{DbError, Durability};
 use crate::manifest::{self, ReturnEntry, ReturnStatus};

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::{self, Outgoing};
 use super::Ctx;
+use super::queue::{self, Outgoing};
 use crate::db::{DbError, Durability};
 
 /// Cursors over the outbox for one session.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{tls, SyncError};
+use super::{SyncError, tls};
 use crate::config::HttpsConfig;
 
 /// A client for one platform.

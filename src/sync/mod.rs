@@ -182,13 +182,12 @@ impl SyncHandle {
     /// Stops every task (MQTT says goodbye first) and waits for them.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        if let Some(done) = self.done {
-            if tokio::time::timeout(Duration::from_secs(10), done)
+        if let Some(done) = self.done
+            && tokio::time::timeout(Duration::from_secs(10), done)
                 .await
                 .is_err()
-            {
-                tracing::warn!("the sync tasks did not stop in time");
-            }
+        {
+            tracing::warn!("the sync tasks did not stop in time");
         }
     }
 }
@@ -207,7 +206,9 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
     let (stop, stop_rx) = watch::channel(false);
     let cfg = station.config().sync.clone();
     if !cfg.enabled() {
-        tracing::info!("no platform configured (sync.mqtt.url, sync.https.base_url): working offline, keeping every event");
+        tracing::info!(
+            "no platform configured (sync.mqtt.url, sync.https.base_url): working offline, keeping every event"
+        );
         return Ok(SyncHandle { stop, done: None });
     }
     if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
@@ -260,7 +261,9 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
             Box::pin(manifest(ctx, platform, stop_rx.clone())),
         ));
     } else {
-        tracing::warn!("sync.https.base_url is not set: photos will not upload and the manifest will not be pulled");
+        tracing::warn!(
+            "sync.https.base_url is not set: photos will not upload and the manifest will not be pulled"
+        );
     }
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let mut stop_all = stop_rx;

@@ -32,7 +32,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::backoff::Backoff;
 use super::drain::Selector;
 use super::queue::Outgoing as Pending;
-use super::{commands, queue, stopped, tls, Ctx, SyncError};
+use super::{Ctx, SyncError, commands, queue, stopped, tls};
 use crate::config::MqttConfig;
 
 /// How often an idle session looks at the outbox again even without a
@@ -273,17 +273,20 @@ impl Session<'_> {
                 }
             }
             let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
-            if self.connected && self.send_events && more && rate_ok && ahead.len() < read_ahead / 2
+            if self.connected
+                && self.send_events
+                && more
+                && rate_ok
+                && ahead.len() < read_ahead / 2
+                && let Some(mut sel) = selector.take()
             {
-                if let Some(mut sel) = selector.take() {
-                    wait_until = None;
-                    // Whatever is committed from now on sets `more` again.
-                    more = false;
-                    fetch = Some(Box::pin(async move {
-                        let pick = sel.next(ctx, read_ahead).await;
-                        (sel, pick)
-                    }));
-                }
+                wait_until = None;
+                // Whatever is committed from now on sets `more` again.
+                more = false;
+                fetch = Some(Box::pin(async move {
+                    let pick = sel.next(ctx, read_ahead).await;
+                    (sel, pick)
+                }));
             }
             let rate_wait = async {
                 match wait_until {
@@ -339,11 +342,10 @@ impl Session<'_> {
                 },
                 _ = committed.changed() => more = true,
                 _ = rescan.tick() => {
-                    if self.asked.is_empty() && self.inflight.is_empty() && ahead.is_empty() {
-                        if let Some(sel) = selector.as_mut() {
+                    if self.asked.is_empty() && self.inflight.is_empty() && ahead.is_empty()
+                        && let Some(sel) = selector.as_mut() {
                             sel.rewind();
                         }
-                    }
                     more = true;
                 }
                 () = async {

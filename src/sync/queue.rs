@@ -14,7 +14,7 @@
 //!   means those events are sent again, which the platform de-duplicates.
 //! - Nothing here deletes an event.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use crate::db::DbError;

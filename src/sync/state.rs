@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 /// Live delivery state since the daemon started (not persisted: after a
 /// restart the database still tells what is pending and delivered).

@@ -41,7 +41,9 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, SyncError> {
             }
             let (added, _ignored) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                tracing::warn!("no system CA certificates found; TLS connections will fail (install ca-certificates or set a ca_file)");
+                tracing::warn!(
+                    "no system CA certificates found; TLS connections will fail (install ca-certificates or set a ca_file)"
+                );
             }
         }
     }
