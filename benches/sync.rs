@@ -76,7 +76,7 @@ fn main() {
         let start = Instant::now();
         let sync = {
             let _guard = rt.enter();
-            yizhan::sync::start(&station).expect("sync")
+            yizhan::sync::start(&yizhan::daemon::sync_deps(&station)).expect("sync")
         };
         let during = checkin_rate(&rt, &station, round * 3 + 1, checkins);
         let pending_after_checkins = pending(&station);

@@ -121,7 +121,7 @@ pub async fn run_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
     let clock = tokio::spawn(watch_clock(station.clone(), stop_rx.clone()));
-    let sync = crate::sync::start(&station).map_err(DaemonError::Sync)?;
+    let sync = crate::sync::start(&sync_deps(&station)).map_err(DaemonError::Sync)?;
     let hardware = crate::hardware::start(&station);
     let watchdog = crate::systemd::watchdog_interval()
         .map(|every| tokio::spawn(watchdog(station.clone(), every, stop_rx.clone())));
@@ -135,7 +135,11 @@ pub async fn run_on(
         let _ = stop_tx.send(true);
     };
     let mut second = stops;
-    let server = crate::api::serve(station.clone(), listener, graceful);
+    let state = crate::api::AppState {
+        station: station.clone(),
+        sync: sync.state().clone(),
+    };
+    let server = crate::api::serve(state, listener, graceful);
     tokio::pin!(server);
     let served = tokio::select! {
         r = &mut server => r,
@@ -161,6 +165,18 @@ pub async fn run_on(
     sync.stop().await;
     close(&station).await;
     served.map_err(DaemonError::Serve)
+}
+
+/// What delivery needs from the station (it holds no station itself).
+pub fn sync_deps(station: &Station) -> crate::sync::Deps {
+    crate::sync::Deps::new(
+        station.config().clone(),
+        station.db().clone(),
+        station.events().clone(),
+        station.photos().clone(),
+        station.commits().clone(),
+        station.notice_sender(),
+    )
 }
 
 async fn housekeeping(station: Station, mut stop: watch::Receiver<bool>) {

@@ -6,6 +6,7 @@
 //! drive the real thing.
 
 pub mod api;
+pub mod backoff;
 pub mod carrier;
 pub mod checkin;
 pub mod clerk;
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
+pub mod notice;
 pub mod outbox;
 pub mod parcel;
 pub mod photo;

@@ -60,6 +60,30 @@ pub struct EventSource {
     pub clock: Clock,
 }
 
+/// Word that events were committed, so that delivery starts at once
+/// instead of at its next timer. Cheap to clone; every clone bumps and
+/// follows the same counter.
+#[derive(Debug, Clone)]
+pub struct Commits(std::sync::Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Commits {
+    fn default() -> Self {
+        Commits(std::sync::Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl Commits {
+    /// New events are committed.
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows [`Commits::bump`].
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
 /// The envelope exactly as it goes over the wire (SPEC §5).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Envelope {

@@ -21,11 +21,10 @@ use crate::db::{self, Db, DbError, Durability};
 use crate::hardware::Devices;
 use crate::identity::{self, IdentityError};
 use crate::metrics::Metrics;
-use crate::outbox::EventSource;
+pub use crate::notice::Notice;
+use crate::outbox::{Commits, EventSource};
 use crate::parcel::store;
 use crate::photo::store::{PhotoStore, Report};
-use crate::sync::SyncState;
-use crate::sync::queue;
 
 /// Drafts promise nothing and are discarded after this long (SPEC §3).
 pub const DRAFT_TTL: Duration = Duration::from_secs(3600);
@@ -57,10 +56,9 @@ struct Inner {
     events: EventSource,
     key: SigningKey,
     metrics: Metrics,
-    sync: SyncState,
     /// Bumped after every commit that appended events, so that delivery
     /// starts at once instead of at its next timer.
-    committed: watch::Sender<u64>,
+    commits: Commits,
     /// Logged-in clerks and wrong-PIN throttling.
     sessions: Sessions,
     throttle: Throttle,
@@ -75,48 +73,6 @@ struct Inner {
     clock: std::sync::Mutex<Option<crate::clock::Trust>>,
     /// Pictures decoded at once (bounds the memory photos take).
     photo_slots: crate::photo::Slots,
-}
-
-/// Something the kiosk screen should hear about at once.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Notice {
-    /// A code was scanned and decided.
-    Scan {
-        decision: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<crate::code::Reason>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        parcel_id: Option<crate::parcel::ParcelId>,
-        channel: crate::parcel::Channel,
-    },
-    /// A scanner read a code; the screen fetches the scan by id
-    /// (`GET /api/v1/scans/{scan_id}`) for what it needs.
-    DeviceScan {
-        scan_id: String,
-        device: String,
-        channel: crate::parcel::Channel,
-        code_type: crate::hardware::CodeType,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        decision: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<crate::code::Reason>,
-    },
-    /// A device's state changed (a scanner unplugged, the printer out of
-    /// paper…).
-    Device {
-        device: String,
-        state: crate::hardware::DeviceState,
-    },
-    /// The platform's commands put parcels on hold.
-    Held { parcels: usize },
-    /// The clock became untrusted, or trusted again.
-    Clock { trusted: bool },
-    /// A parcel changed state (committed).
-    Parcel {
-        parcel_id: crate::parcel::ParcelId,
-        state: crate::parcel::State,
-    },
 }
 
 impl Station {
@@ -154,8 +110,7 @@ impl Station {
                 events,
                 key,
                 metrics: Metrics::default(),
-                sync: SyncState::default(),
-                committed: watch::channel(0).0,
+                commits: Commits::default(),
                 sessions: Sessions::new(idle),
                 throttle: Throttle::default(),
                 operator_token,
@@ -189,19 +144,19 @@ impl Station {
         &self.inner.metrics
     }
 
-    /// What the sync tasks report (connection state, last delivery…).
-    pub fn sync_state(&self) -> &SyncState {
-        &self.inner.sync
-    }
-
     /// Tells delivery that new events are committed.
     pub fn events_committed(&self) {
-        self.inner.committed.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.commits.bump();
     }
 
     /// Follows [`Station::events_committed`].
     pub fn watch_events(&self) -> watch::Receiver<u64> {
-        self.inner.committed.subscribe()
+        self.inner.commits.watch()
+    }
+
+    /// The commit signal itself, for delivery (which holds no station).
+    pub fn commits(&self) -> &Commits {
+        &self.inner.commits
     }
 
     /// The decoding slots for photos and camera frames.
@@ -236,6 +191,11 @@ impl Station {
     /// Follows [`Station::notify`].
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
+    }
+
+    /// Where notices go, for tasks that hold no station.
+    pub fn notice_sender(&self) -> broadcast::Sender<Notice> {
+        self.inner.notices.clone()
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
@@ -304,7 +264,7 @@ impl Station {
         let due = self
             .inner
             .db
-            .read_blocking(|c| queue::purgeable_photos(c, &cutoff))?;
+            .read_blocking(|c| crate::photo::store::purgeable(c, &cutoff))?;
         if due.is_empty() {
             return Ok(());
         }
@@ -316,7 +276,8 @@ impl Station {
             // go, so no request can attach one of these hashes in between.
             let at = crate::clock::now_string();
             db::transaction(conn, Durability::Full, |tx| {
-                due.iter().try_for_each(|sha| queue::mark_purged(tx, sha, &at))
+                due.iter()
+                    .try_for_each(|sha| crate::photo::store::mark_purged(tx, sha, &at))
             })?;
             for sha in &due {
                 if let Err(e) = photos.remove(sha) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::ConnectInfo;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,29 +33,37 @@ pub struct Clerk {
     pub name: String,
 }
 
-impl FromRequestParts<Station> for Clerk {
+impl<S: Send + Sync> FromRequestParts<S> for Clerk
+where
+    Station: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, st: &Station) -> Result<Clerk, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Clerk, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("this needs a clerk: log in with your clerk id and PIN")
         })?;
-        authenticate(st, token).await
+        authenticate(&Station::from_ref(state), token).await
     }
 }
 
 /// A request that may or may not come from a clerk.
 pub struct MaybeClerk(pub Option<Clerk>);
 
-impl FromRequestParts<Station> for MaybeClerk {
+impl<S: Send + Sync> FromRequestParts<S> for MaybeClerk
+where
+    Station: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, st: &Station) -> Result<MaybeClerk, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<MaybeClerk, ApiError> {
         match bearer(&parts.headers) {
             None => Ok(MaybeClerk(None)),
             // A token that is sent must be valid: a stale console should
             // learn it has to log in again, not silently act as a customer.
-            Some(token) => authenticate(st, token).await.map(|c| MaybeClerk(Some(c))),
+            Some(token) => authenticate(&Station::from_ref(state), token)
+                .await
+                .map(|c| MaybeClerk(Some(c))),
         }
     }
 }

@@ -31,9 +31,32 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use error::ApiError;
 
 use crate::station::Station;
+use crate::sync::SyncState;
 
-/// Builds the router for a station.
-pub fn router(station: Station) -> Router {
+/// What the handlers are given: the station, and what delivery reports
+/// (each handler takes the part it needs, `State<Station>` or
+/// `State<SyncState>`).
+#[derive(Clone)]
+pub struct AppState {
+    pub station: Station,
+    pub sync: SyncState,
+}
+
+impl axum::extract::FromRef<AppState> for Station {
+    fn from_ref(state: &AppState) -> Station {
+        state.station.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for SyncState {
+    fn from_ref(state: &AppState) -> SyncState {
+        state.sync.clone()
+    }
+}
+
+/// Builds the router for a station and its delivery.
+pub fn router(state: AppState) -> Router {
+    let station = state.station.clone();
     Router::new()
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
@@ -100,17 +123,17 @@ pub fn router(station: Station) -> Router {
             )
             .into_response()
         }))
-        .with_state(station)
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
 /// the requests in flight (see [`serve`] for the limits on connections).
 pub async fn serve(
-    station: Station,
+    state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = serve::Limits::at_start(&station.config().api);
+    let limits = serve::Limits::at_start(&state.station.config().api);
     let open = std::sync::Arc::new(serve::Open::default());
     tracing::info!(
         open_files = limits.open_files,
@@ -121,7 +144,7 @@ pub async fn serve(
         limits: limits.clone(),
         open: open.clone(),
     });
-    let app = router(station).layer(axum::Extension(info));
+    let app = router(state).layer(axum::Extension(info));
     serve::serve(app, listener, limits, open, shutdown).await
 }
 

@@ -14,6 +14,7 @@ use super::extract::QueryParams;
 use crate::checkin::CheckinError;
 use crate::metrics::Gauges;
 use crate::station::Station;
+use crate::sync::SyncState;
 use crate::{manifest, outbox, parcel};
 
 /// Liveness: the database answers. 503 when it does not.
@@ -66,7 +67,10 @@ pub async fn healthz(
 }
 
 /// Prometheus text format.
-pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(st): State<Station>,
+    State(sync): State<SyncState>,
+) -> Result<Response, ApiError> {
     let sla_h = i64::from(st.config().station.pickup_sla_h);
     let printer = st.config().hardware.printer.is_some();
     let gauges = st
@@ -103,7 +107,7 @@ pub async fn metrics(State(st): State<Station>) -> Result<Response, ApiError> {
             })
         })
         .await?;
-    let live = st.sync_state().snapshot();
+    let live = sync.snapshot();
     let gauges = Gauges {
         mqtt_connected: i64::from(live.mqtt_connected),
         events_delivered: live.events_delivered as i64,
@@ -158,9 +162,12 @@ pub async fn lookup(
 /// Delivery state: connections, backlog, dead letters (SPEC §7).
 pub async fn sync(
     State(st): State<Station>,
+    State(sync): State<SyncState>,
     _clerk: Clerk,
 ) -> Result<Json<crate::sync::SyncView>, ApiError> {
-    let view = crate::sync::view(&st).await.map_err(CheckinError::from)?;
+    let view = crate::sync::view(st.db(), st.config(), &sync)
+        .await
+        .map_err(CheckinError::from)?;
     Ok(Json(view))
 }
 

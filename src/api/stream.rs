@@ -25,6 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::ApiError;
 use super::extract::QueryParams;
 use crate::station::{Notice, Station};
+use crate::sync::SyncState;
 
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 
@@ -38,6 +39,7 @@ pub struct StreamQuery {
 
 pub async fn stream(
     State(st): State<Station>,
+    State(sync): State<SyncState>,
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let clerk = match q.token.as_deref() {
@@ -47,6 +49,7 @@ pub async fn stream(
     let state = Follow {
         notices: st.notices(),
         station: st,
+        sync,
         last_sync: None,
         tick: tokio::time::interval(SYNC_EVERY),
         clerk: clerk.is_some(),
@@ -60,6 +63,7 @@ pub async fn stream(
 
 struct Follow {
     station: Station,
+    sync: SyncState,
     notices: tokio::sync::broadcast::Receiver<Notice>,
     last_sync: Option<serde_json::Value>,
     tick: tokio::time::Interval,
@@ -115,7 +119,9 @@ impl Follow {
     }
 
     async fn sync_event(&mut self) -> Option<Event> {
-        let view = crate::sync::view(&self.station).await.ok()?;
+        let view = crate::sync::view(self.station.db(), self.station.config(), &self.sync)
+            .await
+            .ok()?;
         let value = serde_json::to_value(&view).ok()?;
         // `oldest_pending_s` moves every second; send on what matters.
         let mut key = value.clone();

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{DeviceState, pause, report};
+use crate::backoff::Backoff;
 use crate::checkin::CheckinError;
 use crate::config::{PrinterConfig, PrinterLink};
 use crate::counter::CounterError;
@@ -33,7 +34,6 @@ use crate::print::escpos::status;
 use crate::print::store::{self, Job};
 use crate::print::{self as layout, JobKind, ReceiptLook};
 use crate::station::Station;
-use crate::sync::Backoff;
 
 /// The printer's name in `/healthz` and metrics.
 pub const NAME: &str = "printer";

@@ -236,6 +236,26 @@ fn is_sha256(s: &str) -> bool {
 
 use crate::durable::sync_dir;
 
+/// Photo files whose upload was confirmed before `cutoff`, not yet purged
+/// (SPEC §9: their files may go, their rows stay).
+pub fn purgeable(conn: &Connection, cutoff: &str) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT sha256 FROM photos WHERE uploaded_at IS NOT NULL AND uploaded_at < ?1
+           AND purged_at IS NULL LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([cutoff], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records that a photo's file was purged.
+pub fn mark_purged(tx: &rusqlite::Transaction<'_>, sha256: &str, at: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE photos SET purged_at = ?2 WHERE sha256 = ?1",
+        rusqlite::params![sha256, at],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

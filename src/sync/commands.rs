@@ -15,7 +15,6 @@ use crate::outbox::{self, EventSource, EventType};
 use crate::parcel::store::{self, Changes, StoreError};
 use crate::parcel::{Action, ParcelId};
 use crate::return_no::ReturnNo;
-use crate::station::Station;
 
 /// Why a command was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -79,19 +78,19 @@ enum Command {
 
 /// Applies one command payload. Returns what happened and whether the
 /// manifest should be pulled now.
-pub async fn apply(station: &Station, payload: &[u8]) -> Result<(Applied, bool), CommandError> {
+pub async fn apply(deps: &super::Deps, payload: &[u8]) -> Result<(Applied, bool), CommandError> {
     let (id, command) = parse(payload)?;
     let refresh = matches!(command, Command::Refresh);
-    let source = station.events().clone();
-    let (applied, held) = station
+    let source = deps.events().clone();
+    let (applied, held) = deps
         .db()
         .write(Durability::Full, move |tx| {
             apply_in(tx, &source, &id, command)
         })
         .await?;
     if held > 0 {
-        station.events_committed();
-        station.notify(crate::station::Notice::Held { parcels: held });
+        deps.events_committed();
+        deps.notify(crate::notice::Notice::Held { parcels: held });
     }
     let refresh = refresh && applied != Applied::Duplicate;
     Ok((applied, refresh))

@@ -214,22 +214,34 @@ async fn record(ctx: &Ctx, seqs: Vec<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ClockCheck};
     use crate::config::Config;
-    use crate::outbox::{self, EventType};
+    use crate::db::Db;
+    use crate::outbox::{self, Commits, EventSource, EventType};
     use crate::parcel::ParcelId;
-    use crate::station::Station;
+    use crate::photo::store::PhotoStore;
+    use crate::sync::{Deps, SyncState};
 
-    fn station(dir: &std::path::Path) -> Station {
+    /// Delivery's parts, without a station.
+    fn deps(dir: &std::path::Path) -> Deps {
         let env = [
             ("YIZHAN_STORAGE__DATA_DIR", dir.display().to_string()),
             ("YIZHAN_STORAGE__MIN_FREE_MB", "0".to_owned()),
-            ("YIZHAN_STATION__CLOCK_CHECK", "off".to_owned()),
         ]
         .map(|(k, v)| (k.to_owned(), v));
-        Station::open(Config::load_with_env(None, env).unwrap()).unwrap()
+        let config = Config::load_with_env(None, env).unwrap();
+        let db = Db::open(&config.db_path(), &config.backups_dir()).unwrap();
+        let events = EventSource {
+            station_id: config.station.id.clone(),
+            device_id: config.station.device_id.clone(),
+            clock: Clock::new(ClockCheck::Off),
+        };
+        let photos = PhotoStore::new(config.photos_dir(), 0);
+        let notices = tokio::sync::broadcast::channel(4).0;
+        Deps::new(config, db, events, photos, Commits::default(), notices)
     }
 
-    fn pending(station: &Station) -> i64 {
+    fn pending(station: &Deps) -> i64 {
         station
             .db()
             .read_blocking(outbox::backlog)
@@ -242,7 +254,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_recorder_records_every_queued_ack_then_ends_on_finish() {
         let dir = tempfile::tempdir().unwrap();
-        let station = station(dir.path());
+        let station = deps(dir.path());
         let source = station.events().clone();
         station
             .db()
@@ -261,7 +273,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let (ctx, acks) = Ctx::new(&station).unwrap();
+        let (ctx, acks) = Ctx::new(&station, &SyncState::default()).unwrap();
         for seq in [2, 1, 4] {
             ctx.acks.send(seq).unwrap();
         }

@@ -22,7 +22,6 @@
 //! - Every retry loop is woken by a timer, by a reconnect, by new commits
 //!   and right after a success.
 
-mod backoff;
 pub mod commands;
 mod drain;
 mod https;
@@ -38,14 +37,15 @@ use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-pub use backoff::Backoff;
 pub use mqtt::Topics;
 pub use state::{Live, SyncState};
 
-use crate::config::EventsVia;
-use crate::db::{self, DbError, Durability};
-use crate::outbox::Backlog;
-use crate::station::Station;
+use crate::backoff::Backoff;
+use crate::config::{Config, EventsVia};
+use crate::db::{self, Db, DbError, Durability};
+use crate::notice::Notice;
+use crate::outbox::{Backlog, Commits, EventSource};
+use crate::photo::store::PhotoStore;
 use https::Platform;
 use queue::{PhotoBacklog, PhotoMark};
 
@@ -91,10 +91,73 @@ impl SyncError {
     }
 }
 
+/// What delivery needs from the station, and nothing more: sync is built
+/// and tested from these parts, without a whole station.
+#[derive(Clone)]
+pub struct Deps {
+    config: Arc<Config>,
+    db: Db,
+    events: EventSource,
+    photos: PhotoStore,
+    commits: Commits,
+    notices: tokio::sync::broadcast::Sender<Notice>,
+}
+
+impl Deps {
+    pub fn new(
+        config: Config,
+        db: Db,
+        events: EventSource,
+        photos: PhotoStore,
+        commits: Commits,
+        notices: tokio::sync::broadcast::Sender<Notice>,
+    ) -> Deps {
+        Deps {
+            config: Arc::new(config),
+            db,
+            events,
+            photos,
+            commits,
+            notices,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn events(&self) -> &EventSource {
+        &self.events
+    }
+
+    pub fn photos(&self) -> &PhotoStore {
+        &self.photos
+    }
+
+    /// Tells every follower (the screen, delivery itself) that events were
+    /// committed.
+    pub fn events_committed(&self) {
+        self.commits.bump();
+    }
+
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.commits.watch()
+    }
+
+    /// Tells the screen (nobody listening is fine).
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(notice);
+    }
+}
+
 /// What every sync task shares.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    station: Station,
+    deps: Deps,
     state: SyncState,
     topics: Topics,
     acks: mpsc::UnboundedSender<i64>,
@@ -110,13 +173,16 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// The shared context and the receiving end of its acks. Must be
     /// called inside the daemon's runtime.
-    fn new(station: &Station) -> Result<(Ctx, mpsc::UnboundedReceiver<i64>), SyncError> {
-        let reader = db::open_connection(station.db().path(), true)?;
+    fn new(
+        deps: &Deps,
+        state: &SyncState,
+    ) -> Result<(Ctx, mpsc::UnboundedReceiver<i64>), SyncError> {
+        let reader = db::open_connection(deps.db().path(), true)?;
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let ctx = Ctx {
-            station: station.clone(),
-            state: station.sync_state().clone(),
-            topics: Topics::new(&station.config().station.id),
+            deps: deps.clone(),
+            state: state.clone(),
+            topics: Topics::new(&deps.config().station.id),
             acks,
             reader: Arc::new(Mutex::new(reader)),
             main: tokio::runtime::Handle::try_current()
@@ -147,7 +213,7 @@ impl Ctx {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.station.db().clone();
+        let db = self.deps.db().clone();
         self.on_main(async move { db.write(durability, f).await })
             .await?
     }
@@ -164,7 +230,7 @@ impl Ctx {
     }
 
     fn backoff(&self) -> Backoff {
-        let s = &self.station.config().sync;
+        let s = &self.deps.config().sync;
         Backoff::new(
             Duration::from_millis(s.retry_initial_ms),
             Duration::from_secs(s.retry_max_s),
@@ -172,13 +238,19 @@ impl Ctx {
     }
 }
 
-/// The running sync tasks.
+/// The running sync tasks and what they report.
 pub struct SyncHandle {
+    state: SyncState,
     stop: watch::Sender<bool>,
     done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl SyncHandle {
+    /// What the tasks report (connections, last delivery…), for the API.
+    pub fn state(&self) -> &SyncState {
+        &self.state
+    }
+
     /// Stops every task (MQTT says goodbye first) and waits for them.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -202,25 +274,30 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// lower CPU priority (nice 10; threads it starts inherit it): on a
 /// two-core kiosk a week of backlog draining can never take the CPU from
 /// the counter.
-pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
+pub fn start(deps: &Deps) -> Result<SyncHandle, SyncError> {
     let (stop, stop_rx) = watch::channel(false);
-    let cfg = station.config().sync.clone();
+    let state = SyncState::default();
+    let cfg = deps.config().sync.clone();
     if !cfg.enabled() {
         tracing::info!(
             "no platform configured (sync.mqtt.url, sync.https.base_url): working offline, keeping every event"
         );
-        return Ok(SyncHandle { stop, done: None });
+        return Ok(SyncHandle {
+            state,
+            stop,
+            done: None,
+        });
     }
     if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
         // Fail at start, naming the file, rather than in a retry loop.
         tls::client_config(&m.tls_files)?;
     }
-    let (ctx, acks_rx) = Ctx::new(station)?;
+    let (ctx, acks_rx) = Ctx::new(deps, &state)?;
     let timeout = Duration::from_secs(cfg.timeout_s);
     let platform = cfg
         .https
         .as_ref()
-        .map(|h| Platform::new(h, &station.config().station.id, timeout))
+        .map(|h| Platform::new(h, &deps.config().station.id, timeout))
         .transpose()?;
     // The ack recorder outlives the other tasks: it ends only once they
     // have (so no PUBACK that arrived is left unrecorded), on `finish`.
@@ -314,6 +391,7 @@ pub fn start(station: &Station) -> Result<SyncHandle, SyncError> {
         })
         .map_err(|e| SyncError::Runtime(e.to_string()))?;
     Ok(SyncHandle {
+        state,
         stop,
         done: Some(done),
     })
@@ -352,10 +430,10 @@ async fn events_over_https(
     via: EventsVia,
     mut stop: watch::Receiver<bool>,
 ) {
-    let batch = ctx.station.config().sync.batch_size as usize;
-    let cap = ctx.station.config().sync.max_bytes_per_s;
+    let batch = ctx.deps.config().sync.batch_size as usize;
+    let cap = ctx.deps.config().sync.max_bytes_per_s;
     let mut mqtt_up = ctx.state.watch_mqtt();
-    let mut committed = ctx.station.watch_events();
+    let mut committed = ctx.deps.watch_events();
     let mut backoff = ctx.backoff();
     // Events committed after this task started are "live" (see drain).
     let mark = ctx.read(queue::last_seq).await.unwrap_or(0);
@@ -463,7 +541,7 @@ async fn events_over_https(
 
 /// Photo uploads: oldest first, one at a time, retried with backoff.
 async fn photos(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
-    let mut committed = ctx.station.watch_events();
+    let mut committed = ctx.deps.watch_events();
     let mut backoff = ctx.backoff();
     loop {
         let batch = match ctx.read(|c| queue::pending_photos(c, 16)).await {
@@ -486,7 +564,7 @@ async fn photos(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
             if *stop.borrow() {
                 return;
             }
-            let path = ctx.station.photos().path(&photo.sha256);
+            let path = ctx.deps.photos().path(&photo.sha256);
             let mark = match tokio::fs::read(&path).await {
                 Err(e) => PhotoMark::Dead(format!("file {} unreadable: {e}", path.display())),
                 Ok(jpeg) => match platform.put_photo(&photo.sha256, jpeg).await {
@@ -499,7 +577,7 @@ async fn photos(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
             let m = mark.clone();
             let at = crate::clock::now_string();
             if let Err(e) = ctx
-                .station
+                .deps
                 .db()
                 .write(Durability::Relaxed, move |tx| {
                     queue::mark_photo(tx, &sha, &m, &at)
@@ -534,7 +612,7 @@ async fn photos(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
 
 /// Manifest pulls: at start, every `manifest_interval_s`, on refresh.
 async fn manifest(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_secs(ctx.station.config().sync.manifest_interval_s);
+    let interval = Duration::from_secs(ctx.deps.config().sync.manifest_interval_s);
     let mut backoff = ctx.backoff();
     loop {
         let wait = match pull_manifest(&ctx, &platform).await {
@@ -576,7 +654,7 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
         let page = crate::manifest::parse(&raw).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let n = page.returns.len();
         let next = page.cursor.clone();
-        let source = ctx.station.events().clone();
+        let source = ctx.deps.events().clone();
         let held = ctx
             .write(Durability::Full, move |tx| {
                 crate::manifest::upsert(tx, &page.returns)?;
@@ -594,7 +672,7 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
             })
             .await?;
         if held > 0 {
-            ctx.station.events_committed();
+            ctx.deps.events_committed();
         }
         total += n;
         if n == 0 || next.is_none() || next == cursor {
@@ -636,11 +714,12 @@ pub struct SyncView {
     pub photos: PhotoBacklog,
 }
 
-/// The view for a running station.
-pub async fn view(station: &Station) -> Result<SyncView, DbError> {
-    let (backlog, photos) = station.db().read(queue::backlogs).await?;
-    let cfg = &station.config().sync;
-    let live = station.sync_state().snapshot();
+/// The view for a running station: its database and configuration, and
+/// what the sync tasks report.
+pub async fn view(db: &Db, config: &Config, state: &SyncState) -> Result<SyncView, DbError> {
+    let (backlog, photos) = db.read(queue::backlogs).await?;
+    let cfg = &config.sync;
+    let live = state.snapshot();
     Ok(SyncView {
         configured: cfg.enabled(),
         events_via: cfg.events_via.as_str(),

@@ -29,10 +29,10 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::backoff::Backoff;
 use super::drain::Selector;
 use super::queue::Outgoing as Pending;
 use super::{Ctx, SyncError, commands, queue, stopped, tls};
+use crate::backoff::Backoff;
 use crate::config::MqttConfig;
 
 /// How often an idle session looks at the outbox again even without a
@@ -69,7 +69,7 @@ impl Topics {
 /// Events are published only with `send_events` (`events_via` is not
 /// `https`); presence and commands always go over MQTT.
 pub async fn run(ctx: Ctx, cfg: MqttConfig, send_events: bool, mut stop: watch::Receiver<bool>) {
-    let sync = ctx.station.config().sync.clone();
+    let sync = ctx.deps.config().sync.clone();
     let mut backoff = Backoff::new(
         Duration::from_millis(sync.retry_initial_ms),
         Duration::from_secs(sync.retry_max_s),
@@ -112,8 +112,8 @@ enum Ended {
 }
 
 async fn options(ctx: &Ctx, cfg: &MqttConfig) -> Result<MqttOptions, SyncError> {
-    let station = &ctx.station.config().station;
-    let sync = &ctx.station.config().sync;
+    let station = &ctx.deps.config().station;
+    let sync = &ctx.deps.config().sync;
     let mut opts = MqttOptions::new(station.device_id.clone(), cfg.host.clone(), cfg.port);
     opts.set_clean_session(false)
         .set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
@@ -156,7 +156,7 @@ async fn session(
     send_events: bool,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let sync = ctx.station.config().sync.clone();
+    let sync = ctx.deps.config().sync.clone();
     let window = usize::from(sync.inflight);
     let (client, eventloop) = AsyncClient::new(opts, window * 2 + 32);
     let (events_tx, mut events) = mpsc::channel(window * 2 + 32);
@@ -247,8 +247,8 @@ impl Session<'_> {
         stop: &mut watch::Receiver<bool>,
     ) -> Ended {
         let ctx = self.ctx;
-        let sync = ctx.station.config().sync.clone();
-        let mut committed = ctx.station.watch_events();
+        let sync = ctx.deps.config().sync.clone();
+        let mut committed = ctx.deps.watch_events();
         let mut selector = Some(Selector::new(0, sync.max_bytes_per_s));
         let mut more = false;
         let mut wait_until: Option<Instant> = None;
@@ -396,10 +396,7 @@ impl Session<'_> {
                 // Everything committed before now is backlog; resend all
                 // that is not marked delivered.
                 let mark = ctx.read(queue::last_seq).await.unwrap_or(0);
-                *selector = Some(Selector::new(
-                    mark,
-                    ctx.station.config().sync.max_bytes_per_s,
-                ));
+                *selector = Some(Selector::new(mark, ctx.deps.config().sync.max_bytes_per_s));
                 // Our own status topic too: a last will the broker publishes
                 // for an older connection of ours comes back to us, and is
                 // answered at once (see `own_status`).
@@ -442,9 +439,9 @@ impl Session<'_> {
         if p.topic != ctx.topics.commands {
             tracing::warn!(topic = %p.topic, "message on an unexpected topic; ignored");
         } else {
-            let (station, payload) = (ctx.station.clone(), p.payload.clone());
+            let (deps, payload) = (ctx.deps.clone(), p.payload.clone());
             let applied = ctx
-                .on_main(async move { commands::apply(&station, &payload).await })
+                .on_main(async move { commands::apply(&deps, &payload).await })
                 .await
                 .unwrap_or_else(|e| Err(commands::CommandError::Db(e)));
             match applied {

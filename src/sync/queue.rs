@@ -327,24 +327,6 @@ pub fn backlogs(conn: &Connection) -> Result<(crate::outbox::Backlog, PhotoBackl
     Ok((crate::outbox::backlog(conn)?, photo_backlog(conn)?))
 }
 
-/// Photo files whose upload was confirmed before `cutoff`, not yet purged.
-pub fn purgeable_photos(conn: &Connection, cutoff: &str) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT sha256 FROM photos WHERE uploaded_at IS NOT NULL AND uploaded_at < ?1
-           AND purged_at IS NULL LIMIT 1000",
-    )?;
-    let rows = stmt.query_map([cutoff], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub fn mark_purged(tx: &Transaction<'_>, sha256: &str, at: &str) -> Result<(), DbError> {
-    tx.execute(
-        "UPDATE photos SET purged_at = ?2 WHERE sha256 = ?1",
-        params![sha256, at],
-    )?;
-    Ok(())
-}
-
 fn truncate(s: &str) -> &str {
     match s.char_indices().nth(500) {
         Some((i, _)) => &s[..i],
