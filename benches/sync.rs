@@ -21,7 +21,7 @@ use serde_json::json;
 
 use yizhan::config::Config;
 use yizhan::db::{DbError, Durability};
-use yizhan::outbox::{self, EventType};
+use yizhan::outbox::{self, Event};
 use yizhan::parcel::{Channel, ParcelId};
 use yizhan::station::Station;
 
@@ -187,20 +187,23 @@ fn populate(station: &Station, n: usize) -> Vec<String> {
             .write_blocking(Durability::Relaxed, |tx| -> Result<(), DbError> {
                 for i in 0..count {
                     let k = chunk * 10_000 + i;
-                    let data = json!({
-                        "waybill_no": format!("SF{k:013}"), "carrier": "SF", "channel": "clerk",
-                        "condition": "intact", "provisional": false,
-                        "receipt_id": ulid::Ulid::new().to_string(),
-                        "photos": [{"sha256": format!("{k:064x}"), "bytes": 48213,
-                                    "width": 1600, "height": 1200, "kind": "label"}],
-                    });
+                    let event: Event = serde_json::from_value(json!({
+                        "type": "parcel.accepted",
+                        "data": {
+                            "waybill_no": format!("SF{k:013}"), "carrier": "SF", "channel": "clerk",
+                            "condition": "intact", "provisional": false,
+                            "receipt_id": ulid::Ulid::new().to_string(),
+                            "photos": [{"sha256": format!("{k:064x}"), "bytes": 48213,
+                                        "width": 1600, "height": 1200, "kind": "label"}],
+                        },
+                    }))
+                    .expect("a parcel.accepted event");
                     outbox::append(
                         tx,
                         &source,
-                        EventType::Accepted,
+                        &event,
                         &ParcelId::new(),
                         &format!("RT2026{k:09}"),
-                        data,
                     )?;
                 }
                 Ok(())

@@ -14,7 +14,6 @@ mod error;
 pub(crate) mod input;
 
 use serde::Serialize;
-use serde_json::{Value, json};
 
 pub use error::CheckinError;
 pub use input::AcceptInput;
@@ -24,7 +23,7 @@ use crate::config::AutoPrint;
 use crate::db::{self, Durability};
 use crate::manifest::{self, Item};
 use crate::metrics::Counted;
-use crate::outbox::{self, EventType};
+use crate::outbox::{self, Event};
 use crate::parcel::store::{self, Changes, NewDraft, Parcel, StoreError};
 use crate::parcel::{Action, Channel, ParcelId, State};
 use crate::photo::{self, Kind, Photo, PhotoError};
@@ -452,15 +451,10 @@ impl Station {
             }
             let added = store::attach_photo(tx, id, photo)?;
             if added && parcel.state != State::Draft {
-                let data = json!({ "photo": photo });
-                outbox::append(
-                    tx,
-                    self.events(),
-                    EventType::PhotoAdded,
-                    id,
-                    &parcel.return_no,
-                    data,
-                )?;
+                let event = Event::PhotoAdded {
+                    photo: photo.clone(),
+                };
+                outbox::append(tx, self.events(), &event, id, &parcel.return_no)?;
                 self.metrics().transition(Counted::PhotoAdded);
             }
             Ok(())
@@ -487,9 +481,8 @@ impl Station {
     pub async fn drop_off(&self, id: &ParcelId) -> Result<ReceiptView, CheckinError> {
         let custody = Custody {
             action: Action::Drop,
-            event: EventType::Dropped,
+            event: Event::dropped,
             counted: Counted::Dropped,
-            data: dropped_data,
             print: AutoPrint::Drop,
         };
         self.take_into_custody(id, custody, |_, _, parcel| {
@@ -510,9 +503,8 @@ impl Station {
     ) -> Result<ReceiptView, CheckinError> {
         let custody = Custody {
             action: Action::Accept,
-            event: EventType::Accepted,
+            event: Event::accepted,
             counted: Counted::Accepted,
-            data: accepted_data,
             print: AutoPrint::Accept,
         };
         self.take_into_custody(id, custody, move |station, tx, parcel| {
@@ -558,10 +550,9 @@ impl Station {
                 outbox::append(
                     tx,
                     station.events(),
-                    custody.event,
+                    &(custody.event)(&p),
                     &id,
                     &p.return_no,
-                    (custody.data)(&p),
                 )?;
                 // The receipt prints if and only if this commits.
                 if station.prints(custody.print) {
@@ -598,18 +589,8 @@ impl Station {
                     ..Changes::default()
                 };
                 let p = store::transition(tx, &id, Action::Reject, changes)?;
-                let mut data = json!({ "reason": reason });
-                if let Some(clerk) = clerk_id {
-                    data["clerk_id"] = Value::String(clerk);
-                }
-                outbox::append(
-                    tx,
-                    station.events(),
-                    EventType::Rejected,
-                    &id,
-                    &p.return_no,
-                    data,
-                )?;
+                let event = Event::Rejected { reason, clerk_id };
+                outbox::append(tx, station.events(), &event, &id, &p.return_no)?;
                 Ok::<_, CheckinError>(p)
             })
             .await?;
@@ -747,39 +728,11 @@ fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
 /// What differs between the two ways into custody.
 struct Custody {
     action: Action,
-    event: EventType,
+    /// Its event, from the parcel as it entered custody.
+    event: fn(&Parcel) -> Event,
     counted: Counted,
-    data: fn(&Parcel) -> Value,
     /// The receipt prints by itself when `hardware.printer.auto` says so.
     print: AutoPrint,
-}
-
-fn dropped_data(p: &Parcel) -> Value {
-    json!({
-        "channel": p.channel, "photos": p.photos, "receipt_id": p.receipt_id,
-        "provisional": p.provisional,
-    })
-}
-
-fn accepted_data(p: &Parcel) -> Value {
-    let mut data = json!({
-        "waybill_no": p.waybill_no, "carrier": p.carrier, "photos": p.photos,
-        "condition": p.condition.unwrap_or_default(), "channel": p.channel,
-        "provisional": p.provisional, "receipt_id": p.receipt_id,
-    });
-    let optional = [
-        ("items", p.items.as_ref().map(|i| json!(i))),
-        ("partial", p.items.as_ref().map(|_| json!(p.partial))),
-        ("weight_g", p.weight_g.map(|w| json!(w))),
-        ("note", p.note.as_ref().map(|n| json!(n))),
-        ("clerk_id", p.clerk_id.as_ref().map(|c| json!(c))),
-    ];
-    for (key, value) in optional {
-        if let Some(v) = value {
-            data[key] = v;
-        }
-    }
-    data
 }
 
 impl From<StoreError> for CheckinError {

@@ -24,33 +24,9 @@ use crate::clock::{self, Clock};
 use crate::db::DbError;
 use crate::parcel::ParcelId;
 
-/// The event types of SPEC §5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Dropped,
-    Accepted,
-    PhotoAdded,
-    Rejected,
-    HandedOver,
-    Bagged,
-    Held,
-    ReturnedToCustomer,
-}
+mod event;
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Dropped => "parcel.dropped",
-            EventType::Accepted => "parcel.accepted",
-            EventType::PhotoAdded => "parcel.photo_added",
-            EventType::Rejected => "parcel.rejected",
-            EventType::HandedOver => "parcel.handed_over",
-            EventType::Bagged => "parcel.bagged",
-            EventType::Held => "parcel.held",
-            EventType::ReturnedToCustomer => "parcel.returned_to_customer",
-        }
-    }
-}
+pub use event::Event;
 
 /// Who is writing events: the station and device identity, and its clock.
 #[derive(Debug, Clone)]
@@ -104,11 +80,11 @@ pub struct Envelope {
 pub fn append(
     tx: &Transaction<'_>,
     source: &EventSource,
-    kind: EventType,
+    event: &Event,
     parcel_id: &ParcelId,
     return_no: &str,
-    data: Value,
 ) -> Result<Envelope, DbError> {
+    let data = event.data().map_err(|e| DbError::Task(e.to_string()))?;
     let (now, synced) = source.clock.now();
     let occurred_at = clock::format(now);
     // Bump, then read back: `RETURNING` would build a temporary table on
@@ -127,7 +103,7 @@ pub fn append(
         station_id: source.station_id.clone(),
         device_id: source.device_id.clone(),
         seq,
-        kind: kind.as_str().to_owned(),
+        kind: event.kind().to_owned(),
         occurred_at,
         clock_trusted: synced && !behind,
         parcel_id: parcel_id.to_string(),
@@ -385,10 +361,11 @@ mod tests {
             append(
                 tx,
                 &source(),
-                EventType::Rejected,
+                &Event::Held {
+                    reason: "test".into(),
+                },
                 &ParcelId::new(),
                 "RT1",
-                Value::Null,
             )
         })
     }
@@ -403,10 +380,11 @@ mod tests {
             append(
                 tx,
                 &source(),
-                EventType::Held,
+                &Event::Held {
+                    reason: "test".into(),
+                },
                 &ParcelId::new(),
                 "RT2",
-                Value::Null,
             )?;
             Err(DbError::Task("abort".into()))
         });

@@ -21,5 +21,6 @@ mod platform;
 mod powercut;
 mod presence;
 mod privacy;
+mod structure;
 mod sync;
 mod tls;

@@ -7,7 +7,7 @@ use super::store::{self, ParcelRef};
 use super::{CounterError, HandedParcel};
 use crate::db::Durability;
 use crate::metrics::Counted;
-use crate::outbox::{self, EventType};
+use crate::outbox::{self, Event};
 use crate::parcel::State;
 use crate::station::{Notice, Station};
 
@@ -143,18 +143,11 @@ impl Station {
                     }
                     None => {
                         store::add_to_bag(tx, &p.id, &bag.id)?;
-                        let mut data = serde_json::json!({ "bag_id": bag.id });
-                        if let Some(c) = &clerk_id {
-                            data["clerk_id"] = serde_json::json!(c);
-                        }
-                        outbox::append(
-                            tx,
-                            station.events(),
-                            EventType::Bagged,
-                            &p.id,
-                            &p.return_no,
-                            data,
-                        )?;
+                        let event = Event::Bagged {
+                            bag_id: bag.id.clone(),
+                            clerk_id: clerk_id.clone(),
+                        };
+                        outbox::append(tx, station.events(), &event, &p.id, &p.return_no)?;
                     }
                 }
                 let parcels = store::bag_parcels(tx, &bag.id)?;

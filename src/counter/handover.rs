@@ -3,14 +3,13 @@
 
 use rusqlite::Transaction;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::store::{self, ParcelRef};
 use super::{Bag, BagState, CounterError};
 use crate::checkin::input::bounded_text;
 use crate::db::Durability;
 use crate::metrics::Counted;
-use crate::outbox::{self, EventType};
+use crate::outbox::{self, Event};
 use crate::parcel::store::{self as parcels, Changes, Parcel, StoreError};
 use crate::parcel::{Action, ParcelId, State};
 use crate::station::{Notice, Station};
@@ -150,14 +149,8 @@ impl Station {
                 };
                 let p = parcels::transition(tx, &id, Action::ReturnToCustomer, changes)?;
                 store::remove_from_bags(tx, &id)?;
-                outbox::append(
-                    tx,
-                    station.events(),
-                    EventType::ReturnedToCustomer,
-                    &id,
-                    &p.return_no,
-                    json!({ "clerk_id": clerk_id }),
-                )?;
+                let event = Event::ReturnedToCustomer { clerk_id };
+                outbox::append(tx, station.events(), &event, &id, &p.return_no)?;
                 Ok::<_, CounterError>(p)
             })
             .await?;
@@ -288,21 +281,14 @@ fn hand_over_one(
         },
     )?;
     store::add_handed(tx, &after.id, &handover.id, bag_id.as_deref())?;
-    let mut data = json!({
-        "handover_id": handover.id, "courier": handover.courier, "carrier": handover.carrier,
-        "waybill_no": after.waybill_no,
-    });
-    if let Some(b) = &bag_id {
-        data["bag_id"] = json!(b);
-    }
-    outbox::append(
-        tx,
-        station.events(),
-        EventType::HandedOver,
-        &after.id,
-        &after.return_no,
-        data,
-    )?;
+    let event = Event::HandedOver {
+        handover_id: handover.id.clone(),
+        courier: handover.courier.clone(),
+        carrier: handover.carrier.clone(),
+        waybill_no: after.waybill_no.clone(),
+        bag_id: bag_id.clone(),
+    };
+    outbox::append(tx, station.events(), &event, &after.id, &after.return_no)?;
     Ok(HandedParcel {
         parcel_id: after.id.to_string(),
         return_no: after.return_no,

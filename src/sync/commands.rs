@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::db::{DbError, Durability};
 use crate::manifest::{self, ReturnEntry, ReturnStatus};
-use crate::outbox::{self, EventSource, EventType};
+use crate::outbox::{self, Event, EventSource};
 use crate::parcel::store::{self, Changes, StoreError};
 use crate::parcel::{Action, ParcelId};
 use crate::return_no::ReturnNo;
@@ -275,14 +275,10 @@ fn hold(
             ..Changes::default()
         };
         let p = store::transition(tx, &id, Action::Hold, changes)?;
-        outbox::append(
-            tx,
-            source,
-            EventType::Held,
-            &id,
-            &p.return_no,
-            json!({ "reason": reason }),
-        )?;
+        let event = Event::Held {
+            reason: reason.to_owned(),
+        };
+        outbox::append(tx, source, &event, &id, &p.return_no)?;
     }
     Ok(ids.len())
 }

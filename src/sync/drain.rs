@@ -217,7 +217,7 @@ mod tests {
     use crate::clock::{Clock, ClockCheck};
     use crate::config::Config;
     use crate::db::Db;
-    use crate::outbox::{self, Commits, EventSource, EventType};
+    use crate::outbox::{self, Commits, Event, EventSource};
     use crate::parcel::ParcelId;
     use crate::photo::store::PhotoStore;
     use crate::sync::{Deps, SyncState};
@@ -263,10 +263,11 @@ mod tests {
                     outbox::append(
                         tx,
                         &source,
-                        EventType::Held,
+                        &Event::Held {
+                            reason: "test".into(),
+                        },
                         &ParcelId::new(),
                         "RT1",
-                        serde_json::Value::Null,
                     )?;
                 }
                 Ok::<_, DbError>(())

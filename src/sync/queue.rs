@@ -339,7 +339,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ClockCheck};
     use crate::db::{Db, Durability};
-    use crate::outbox::{self, EventSource, EventType, Filter};
+    use crate::outbox::{self, Event, EventSource, Filter};
     use crate::parcel::ParcelId;
 
     /// A database with `n` events, seq 1..=n.
@@ -356,10 +356,11 @@ mod tests {
                 outbox::append(
                     tx,
                     &source,
-                    EventType::Accepted,
+                    &Event::Held {
+                        reason: "test".into(),
+                    },
                     &ParcelId::new(),
                     "RT1",
-                    serde_json::Value::Null,
                 )?;
             }
             Ok(())
