@@ -19,25 +19,35 @@ use crate::token::{self, RETURN_PREFIX};
 /// Inputs longer than this are malformed without further parsing.
 pub const MAX_INPUT_BYTES: usize = 2048;
 
-/// Why a code is refused; stable, machine-readable (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+/// Why a code is refused; stable, machine-readable (SPEC §4). Its names
+/// (JSON, text, metrics labels) and the list of them come from the derives:
+/// a new reason is counted and shown everywhere by itself.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumCount,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
-    #[error("malformed")]
     Malformed,
-    #[error("bad_signature")]
     BadSignature,
-    #[error("wrong_station")]
     WrongStation,
-    #[error("expired")]
     Expired,
-    #[error("cancelled")]
     Cancelled,
-    #[error("already_dropped_off")]
     AlreadyDroppedOff,
-    #[error("unknown_code")]
     UnknownCode,
 }
+
+impl std::error::Error for Reason {}
 
 impl Reason {
     /// Words a clerk can read aloud: (zh-CN, English).

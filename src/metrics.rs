@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use strum::{EnumCount, IntoEnumIterator};
+
 use crate::code::Reason;
 
 /// Counters since the daemon started.
@@ -16,47 +18,35 @@ use crate::code::Reason;
 pub struct Metrics {
     scans_accepted: AtomicU64,
     scans_provisional: AtomicU64,
-    scans_rejected: [AtomicU64; 7],
+    scans_rejected: [AtomicU64; Reason::COUNT],
     photos_stored: AtomicU64,
     photos_refused: AtomicU64,
-    transitions: [AtomicU64; 7],
+    transitions: [AtomicU64; Counted::COUNT],
     http_client_errors: AtomicU64,
     http_server_errors: AtomicU64,
     /// Scans read by each device.
     device_scans: Mutex<BTreeMap<String, u64>>,
 }
 
-const REASONS: [Reason; 7] = [
-    Reason::Malformed,
-    Reason::BadSignature,
-    Reason::WrongStation,
-    Reason::Expired,
-    Reason::Cancelled,
-    Reason::AlreadyDroppedOff,
-    Reason::UnknownCode,
-];
-
-/// The transitions counted by the check-in path.
-#[derive(Debug, Clone, Copy)]
+/// The transitions counted by the check-in path, labelled with their
+/// event's type.
+#[derive(Debug, Clone, Copy, strum::IntoStaticStr, strum::EnumIter, strum::EnumCount)]
 pub enum Counted {
-    Dropped = 0,
-    Accepted = 1,
-    Rejected = 2,
-    PhotoAdded = 3,
-    HandedOver = 4,
-    Bagged = 5,
-    ReturnedToCustomer = 6,
+    #[strum(serialize = "parcel.dropped")]
+    Dropped,
+    #[strum(serialize = "parcel.accepted")]
+    Accepted,
+    #[strum(serialize = "parcel.rejected")]
+    Rejected,
+    #[strum(serialize = "parcel.photo_added")]
+    PhotoAdded,
+    #[strum(serialize = "parcel.handed_over")]
+    HandedOver,
+    #[strum(serialize = "parcel.bagged")]
+    Bagged,
+    #[strum(serialize = "parcel.returned_to_customer")]
+    ReturnedToCustomer,
 }
-
-const COUNTED: [&str; 7] = [
-    "parcel.dropped",
-    "parcel.accepted",
-    "parcel.rejected",
-    "parcel.photo_added",
-    "parcel.handed_over",
-    "parcel.bagged",
-    "parcel.returned_to_customer",
-];
 
 /// Database-derived values for one scrape.
 #[derive(Debug, Default)]
@@ -90,10 +80,7 @@ impl Metrics {
         match outcome {
             Ok(false) => self.scans_accepted.fetch_add(1, Ordering::Relaxed),
             Ok(true) => self.scans_provisional.fetch_add(1, Ordering::Relaxed),
-            Err(r) => {
-                let i = REASONS.iter().position(|x| *x == r).unwrap_or(0);
-                self.scans_rejected[i].fetch_add(1, Ordering::Relaxed)
-            }
+            Err(r) => self.scans_rejected[r as usize].fetch_add(1, Ordering::Relaxed),
         };
     }
 
@@ -144,7 +131,7 @@ impl Metrics {
             "yizhan_scans_total{{decision=\"accept_provisional\"}} {}",
             get(&self.scans_provisional)
         );
-        for (r, c) in REASONS.iter().zip(&self.scans_rejected) {
+        for (r, c) in Reason::iter().zip(&self.scans_rejected) {
             let _ = writeln!(
                 out,
                 "yizhan_scans_total{{decision=\"reject\",reason=\"{r}\"}} {}",
@@ -157,7 +144,8 @@ impl Metrics {
             "counter",
             "Committed parcel events since start.",
         );
-        for (name, c) in COUNTED.iter().zip(&self.transitions) {
+        for (counted, c) in Counted::iter().zip(&self.transitions) {
+            let name: &str = counted.into();
             let _ = writeln!(
                 out,
                 "yizhan_transitions_total{{type=\"{name}\"}} {}",
@@ -362,6 +350,33 @@ mod tests {
             "# TYPE yizhan_parcels gauge",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+
+    /// Every reason is counted under the name the API gives it, and every
+    /// counted transition under its event's type.
+    #[test]
+    fn every_reason_and_transition_has_its_series() {
+        let m = Metrics::default();
+        for r in Reason::iter() {
+            m.scan(Err(r));
+        }
+        for t in Counted::iter() {
+            m.transition(t);
+        }
+        let text = m.render(&Gauges::default());
+        for r in Reason::iter() {
+            let name = serde_json::to_value(r).unwrap();
+            let name = name.as_str().unwrap();
+            assert_eq!(r.to_string(), name);
+            let want = format!("yizhan_scans_total{{decision=\"reject\",reason=\"{name}\"}} 1");
+            assert!(text.contains(&want), "{want} missing from\n{text}");
+        }
+        for t in Counted::iter() {
+            let name: &str = t.into();
+            assert!(name.starts_with("parcel."), "{name}");
+            let want = format!("yizhan_transitions_total{{type=\"{name}\"}} 1");
+            assert!(text.contains(&want), "{want} missing from\n{text}");
         }
     }
 }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use strum::IntoEnumIterator;
 
 /// A parcel's id: a ULID, so ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,9 +53,22 @@ impl fmt::Display for ParcelId {
     }
 }
 
-/// Where a parcel is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a parcel is in its life. Its names (JSON, SQL, metrics labels)
+/// and the list of states come from the derives.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum State {
     Draft,
     Dropped,
@@ -66,7 +80,7 @@ pub enum State {
 }
 
 /// Something that happens to a parcel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter)]
 pub enum Action {
     /// The customer drops it in the bin (self-service).
     Drop,
@@ -91,16 +105,6 @@ pub struct TransitionError {
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
-        State::Draft,
-        State::Dropped,
-        State::Accepted,
-        State::Rejected,
-        State::HandedOver,
-        State::Held,
-        State::ReturnedToCustomer,
-    ];
-
     /// The state after `action`, or why it cannot happen.
     pub fn apply(self, action: Action) -> Result<State, TransitionError> {
         use Action as A;
@@ -122,15 +126,7 @@ impl State {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            State::Draft => "draft",
-            State::Dropped => "dropped",
-            State::Accepted => "accepted",
-            State::Rejected => "rejected",
-            State::HandedOver => "handed_over",
-            State::Held => "held",
-            State::ReturnedToCustomer => "returned_to_customer",
-        }
+        self.into()
     }
 }
 
@@ -143,8 +139,7 @@ impl fmt::Display for State {
 impl FromStr for State {
     type Err = String;
     fn from_str(s: &str) -> Result<State, String> {
-        State::ALL
-            .into_iter()
+        State::iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| format!("unknown state {s:?}; expected one of {}", state_names()))
     }
@@ -152,19 +147,13 @@ impl FromStr for State {
 
 /// The state names, comma-separated, for error messages and help.
 pub fn state_names() -> String {
-    State::ALL.map(State::as_str).join(", ")
+    State::iter()
+        .map(State::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
-        Action::Drop,
-        Action::Accept,
-        Action::Reject,
-        Action::HandOver,
-        Action::Hold,
-        Action::ReturnToCustomer,
-    ];
-
     fn past_tense(self) -> &'static str {
         match self {
             Action::Drop => "dropped off",
@@ -178,36 +167,44 @@ impl Action {
 }
 
 /// How the parcel reached the station.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum Channel {
     /// The customer at the kiosk.
     #[serde(rename = "self")]
+    #[strum(serialize = "self")]
     SelfService,
     /// A clerk at the counter.
     #[serde(rename = "clerk")]
+    #[strum(serialize = "clerk")]
     Clerk,
 }
 
 impl Channel {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::SelfService => "self",
-            Channel::Clerk => "clerk",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Channel> {
-        match s {
-            "self" => Some(Channel::SelfService),
-            "clerk" => Some(Channel::Clerk),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
 /// The parcel's physical condition as the clerk saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Condition {
     #[default]
     Intact,
@@ -216,10 +213,7 @@ pub enum Condition {
 
 impl Condition {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::Intact => "intact",
-            Condition::Damaged => "damaged",
-        }
+        self.into()
     }
 }
 
@@ -244,8 +238,8 @@ mod tests {
             (S::Held, A::ReturnToCustomer, S::ReturnedToCustomer),
         ];
         let mut checked = 0;
-        for from in S::ALL {
-            for action in A::ALL {
+        for from in S::iter() {
+            for action in A::iter() {
                 let expected = legal.iter().find(|(f, a, _)| *f == from && *a == action);
                 match (from.apply(action), expected) {
                     (Ok(to), Some((_, _, want))) => assert_eq!(to, *want, "{from} {action:?}"),
@@ -261,17 +255,24 @@ mod tests {
     #[test]
     fn terminal_states_go_nowhere() {
         for from in [S::Rejected, S::HandedOver, S::ReturnedToCustomer] {
-            assert!(A::ALL.iter().all(|a| from.apply(*a).is_err()), "{from}");
+            assert!(A::iter().all(|a| from.apply(a).is_err()), "{from}");
         }
     }
 
     #[test]
     fn state_names_round_trip() {
-        for s in S::ALL {
+        for s in S::iter() {
             assert_eq!(s.as_str().parse::<S>().unwrap(), s);
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         assert!("lost".parse::<S>().unwrap_err().contains("draft"));
+        for c in [Channel::SelfService, Channel::Clerk] {
+            assert_eq!(Channel::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for c in [Condition::Intact, Condition::Damaged] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 
     #[test]

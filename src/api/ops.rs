@@ -81,12 +81,11 @@ pub async fn metrics(
             let counts = parcel::store::counts(c)?;
             let photos = crate::sync::queue::photo_backlog(c)?;
             Ok(Gauges {
-                parcels: parcel::State::ALL
-                    .iter()
+                parcels: <parcel::State as strum::IntoEnumIterator>::iter()
                     .map(|s| {
                         (
                             s.as_str(),
-                            counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n),
+                            counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n),
                         )
                     })
                     .collect(),

@@ -9,11 +9,12 @@ use crate::parcel::{Channel, Condition};
 use crate::photo::Photo;
 
 /// An event's type and data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "type", content = "data")]
 pub enum Event {
     /// Dropped off at the kiosk by the customer (self-service).
     #[serde(rename = "parcel.dropped")]
+    #[strum(serialize = "parcel.dropped")]
     Dropped {
         channel: Channel,
         photos: Vec<Photo>,
@@ -22,6 +23,7 @@ pub enum Event {
     },
     /// Accepted at the counter with a waybill.
     #[serde(rename = "parcel.accepted")]
+    #[strum(serialize = "parcel.accepted")]
     Accepted {
         waybill_no: Option<String>,
         carrier: Option<String>,
@@ -44,9 +46,11 @@ pub enum Event {
     },
     /// A photo added to a parcel already in custody.
     #[serde(rename = "parcel.photo_added")]
+    #[strum(serialize = "parcel.photo_added")]
     PhotoAdded { photo: Photo },
     /// A clerk refused the parcel.
     #[serde(rename = "parcel.rejected")]
+    #[strum(serialize = "parcel.rejected")]
     Rejected {
         reason: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +58,7 @@ pub enum Event {
     },
     /// Gone with a courier.
     #[serde(rename = "parcel.handed_over")]
+    #[strum(serialize = "parcel.handed_over")]
     HandedOver {
         handover_id: String,
         courier: String,
@@ -64,6 +69,7 @@ pub enum Event {
     },
     /// Put into a consolidation bag.
     #[serde(rename = "parcel.bagged")]
+    #[strum(serialize = "parcel.bagged")]
     Bagged {
         bag_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,9 +77,11 @@ pub enum Event {
     },
     /// Held at the station on the platform's word.
     #[serde(rename = "parcel.held")]
+    #[strum(serialize = "parcel.held")]
     Held { reason: String },
     /// A held parcel given back to its customer.
     #[serde(rename = "parcel.returned_to_customer")]
+    #[strum(serialize = "parcel.returned_to_customer")]
     ReturnedToCustomer { clerk_id: Option<String> },
 }
 
@@ -108,16 +116,7 @@ impl Event {
 
     /// The wire name of its type (`parcel.accepted`…).
     pub fn kind(&self) -> &'static str {
-        match self {
-            Event::Dropped { .. } => "parcel.dropped",
-            Event::Accepted { .. } => "parcel.accepted",
-            Event::PhotoAdded { .. } => "parcel.photo_added",
-            Event::Rejected { .. } => "parcel.rejected",
-            Event::HandedOver { .. } => "parcel.handed_over",
-            Event::Bagged { .. } => "parcel.bagged",
-            Event::Held { .. } => "parcel.held",
-            Event::ReturnedToCustomer { .. } => "parcel.returned_to_customer",
-        }
+        self.into()
     }
 
     /// Its `data` object, as the envelope carries it.
