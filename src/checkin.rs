@@ -410,7 +410,7 @@ impl Station {
             (prepared, jpeg)
         })
         .await
-        .map_err(|e| crate::db::DbError::Task(e.to_string()))?;
+        .map_err(crate::db::DbError::from)?;
         let prepared = prepared?;
         let (station, id, stored) = (self.clone(), id.clone(), photo.clone());
         self.db()

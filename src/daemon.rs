@@ -59,8 +59,8 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("start-up task failed: {0}")]
-    Task(String),
+    #[error("opening the station did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 fn holder_words(holder: &Option<String>) -> String {
@@ -92,9 +92,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         })?;
     let serving = listener.local_addr().map_err(DaemonError::Serve)?;
     let data_lock = lock::DataLock::acquire(&config.storage.data_dir, serving)?;
-    let station = tokio::task::spawn_blocking(move || Station::open(config))
-        .await
-        .map_err(|e| DaemonError::Task(e.to_string()))??;
+    let station = tokio::task::spawn_blocking(move || Station::open(config)).await??;
     let path = station.config().operator_token_path();
     write_operator_token(&path, station.operator_token())
         .map_err(|source| DaemonError::OperatorToken { path, source })?;

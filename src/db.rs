@@ -88,8 +88,31 @@ pub enum DbError {
         code: Option<rusqlite::ErrorCode>,
         message: String,
     },
-    #[error("database task failed: {0}")]
-    Task(String),
+    /// A blocking database task panicked or was cancelled.
+    #[error("a database task did not finish: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A value could not be turned into the JSON stored for it.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// A thread the database needs could not start.
+    #[error("cannot start the {name} thread: {source}")]
+    Spawn {
+        name: &'static str,
+        source: std::io::Error,
+    },
+    /// A write whose job panicked, or whose group's commit was lost before
+    /// it answered.
+    #[error("the write was abandoned (it panicked or its batch failed)")]
+    Abandoned,
+    /// A directory whose files rows name (the photo store) cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Files {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "the WAL could not be emptied within {waited:?}: another connection (a reader or a checkpoint) kept it busy"
     )]
@@ -106,7 +129,11 @@ impl DbError {
             DbError::SqliteTooOld { .. }
             | DbError::SchemaTooNew { .. }
             | DbError::Backup(_)
-            | DbError::Task(_)
+            | DbError::Join(_)
+            | DbError::Encode { .. }
+            | DbError::Spawn { .. }
+            | DbError::Abandoned
+            | DbError::Files { .. }
             | DbError::CheckpointBusy { .. } => None,
         }
     }
@@ -186,7 +213,10 @@ impl Db {
                 let s = &*for_thread;
                 group::run(&s.writer, &s.queue, &|| s.checkpoints.committed());
             })
-            .map_err(|e| DbError::Task(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|source| DbError::Spawn {
+                name: "writer",
+                source,
+            })?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -235,11 +265,7 @@ impl Db {
             durability,
             run: Box::new(run),
         });
-        answer.await.map_err(|_| {
-            E::from(DbError::Task(
-                "the write was abandoned (it panicked or its batch failed)".into(),
-            ))
-        })?
+        answer.await.map_err(|_| E::from(DbError::Abandoned))?
     }
 
     /// Runs `f` with a read connection off the async threads.
@@ -383,7 +409,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        .map_err(|e| E::from(DbError::Join(e)))?
 }
 
 fn check_sqlite_version() -> Result<(), DbError> {
@@ -487,7 +513,7 @@ mod tests {
                         db.write(Durability::Full, move |tx| -> Result<(), DbError> {
                             tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                             match n % 10 {
-                                3 => Err(DbError::Task("refused".into())),
+                                3 => Err(DbError::Abandoned),
                                 7 => panic!("job {n} panics"),
                                 _ => Ok(()),
                             }
@@ -569,7 +595,7 @@ mod tests {
             db.write(Durability::Full, move |tx| -> Result<(), DbError> {
                 tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                 match n {
-                    1 => Err(DbError::Task("refused".into())),
+                    1 => Err(DbError::Abandoned),
                     2 => panic!("job {n} panics"),
                     _ => Ok(()),
                 }

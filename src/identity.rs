@@ -21,7 +21,7 @@ pub enum IdentityError {
     )]
     Corrupt { path: PathBuf, len: usize },
     #[error("no randomness for a new device key: {0}")]
-    Random(String),
+    Random(#[source] getrandom::Error),
 }
 
 /// Loads the device key from `path`, creating it on first start.
@@ -44,7 +44,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, IdentityError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| IdentityError::Random(e.to_string()))?;
+            getrandom::fill(&mut seed).map_err(IdentityError::Random)?;
             write_new(path, &seed).map_err(io_err)?;
             tracing::info!(path = %path.display(), "created the device signing key");
             Ok(SigningKey::from_bytes(&seed))

@@ -162,7 +162,10 @@ pub fn upsert(tx: &Transaction<'_>, entries: &[ReturnEntry]) -> Result<usize, Db
            rules = excluded.rules, updated_at = excluded.updated_at",
     )?;
     for e in entries {
-        let encode = |err: serde_json::Error| DbError::Task(err.to_string());
+        let encode = |source| DbError::Encode {
+            what: "a manifest entry",
+            source,
+        };
         let items = serde_json::to_string(&e.items).map_err(encode)?;
         let rules = serde_json::to_string(&e.rules).map_err(encode)?;
         stmt.execute(params![

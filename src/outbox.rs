@@ -84,7 +84,10 @@ pub fn append(
     parcel_id: &ParcelId,
     return_no: &str,
 ) -> Result<Envelope, DbError> {
-    let data = event.data().map_err(|e| DbError::Task(e.to_string()))?;
+    let data = event.data().map_err(|source| DbError::Encode {
+        what: "an event's data",
+        source,
+    })?;
     let (now, synced) = source.clock.now();
     let occurred_at = clock::format(now);
     // Bump, then read back: `RETURNING` would build a temporary table on
@@ -110,7 +113,10 @@ pub fn append(
         return_no: return_no.to_owned(),
         data,
     };
-    let body = serde_json::to_string(&envelope).map_err(|e| DbError::Task(e.to_string()))?;
+    let body = serde_json::to_string(&envelope).map_err(|source| DbError::Encode {
+        what: "an event",
+        source,
+    })?;
     tx.prepare_cached(
         "INSERT INTO events (seq, event_id, type, parcel_id, occurred_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -386,7 +392,7 @@ mod tests {
                 &ParcelId::new(),
                 "RT2",
             )?;
-            Err(DbError::Task("abort".into()))
+            Err(DbError::Abandoned)
         });
         assert!(failed.is_err());
         let second = append_one(&db).unwrap();

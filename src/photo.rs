@@ -93,8 +93,7 @@ impl Slots {
             drop(permit);
             out
         })
-        .await
-        .map_err(|e| SlotError::Task(e.to_string()))?;
+        .await?;
         Ok(out)
     }
 }
@@ -104,8 +103,8 @@ impl Slots {
 pub enum SlotError {
     #[error("the station is busy with other photos; try again in a moment")]
     Busy,
-    #[error("the decoding task failed: {0}")]
-    Task(String),
+    #[error("the decoding task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The machine's memory (`MemTotal` of /proc/meminfo).

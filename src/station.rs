@@ -101,7 +101,7 @@ impl Station {
         let idle = Duration::from_secs(u64::from(config.api.session_idle_min) * 60);
         let photo_slots = crate::photo::Slots::new(config.storage.photo_workers);
         let operator_token = crate::clerk::new_token()
-            .map_err(|e| StationError::Identity(IdentityError::Random(e.to_string())))?;
+            .map_err(|e| StationError::Identity(IdentityError::Random(e)))?;
         let station = Station {
             inner: Arc::new(Inner {
                 config,
@@ -253,7 +253,7 @@ impl Station {
             station.prune_events_blocking()
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        .map_err(DbError::from)?
     }
 
     /// SPEC §9: photo files may go `storage.photo_retention_days` after

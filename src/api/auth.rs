@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::JsonBody;
-use crate::checkin::CheckinError;
 use crate::clerk;
 use crate::station::Station;
 
@@ -92,10 +91,7 @@ pub(super) async fn authenticate(st: &Station, token: &str) -> Result<Clerk, Api
     let now = Instant::now();
     if session.needs_check(now) {
         let id = session.clerk_id.clone();
-        let enabled = st
-            .db()
-            .read(move |c| clerk::enabled(c, &id).map_err(CheckinError::from))
-            .await?;
+        let enabled = st.db().read(move |c| clerk::enabled(c, &id)).await?;
         if !enabled {
             st.sessions().close_clerk(&session.clerk_id);
             return Err(ApiError::unauthorized("this clerk was disabled"));
@@ -126,9 +122,7 @@ pub async fn login(
     let clerk_id: String = req.clerk_id.trim().chars().take(64).collect();
     let id = clerk_id.clone();
     let creds = if clerk::valid_id(&id) {
-        st.db()
-            .read(move |c| clerk::credentials(c, &id).map_err(CheckinError::from))
-            .await?
+        st.db().read(move |c| clerk::credentials(c, &id)).await?
     } else {
         None
     };
@@ -153,7 +147,7 @@ pub async fn login(
         }
     })
     .await
-    .map_err(|e| CheckinError::Internal(e.to_string()))?;
+    .map_err(|e| ApiError::internal(format_args!("the PIN check did not finish: {e}")))?;
     let Some(name) = name else {
         st.throttle().failed(claim);
         tracing::warn!(clerk_id = %clerk_id, client = %ip, "wrong clerk id or PIN");
@@ -167,7 +161,7 @@ pub async fn login(
     let token = st
         .sessions()
         .open(&clerk_id, &name)
-        .map_err(|e| CheckinError::Internal(format!("no randomness for a token: {e}")))?;
+        .map_err(|e| ApiError::internal(format_args!("no randomness for a token: {e}")))?;
     tracing::info!(clerk_id = %clerk_id, "clerk logged in");
     let body = json!({
         "token": token,

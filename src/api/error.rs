@@ -39,6 +39,27 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+
+    /// The station itself failed; `what` says at what (logged, and told).
+    pub fn internal(what: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            what.to_string(),
+        )
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        db_error(&e)
+    }
+}
+
+impl From<crate::receipt::RenderError> for ApiError {
+    fn from(e: crate::receipt::RenderError) -> ApiError {
+        ApiError::internal(e)
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::auth::Clerk;
 use super::error::ApiError;
 use super::extract::QueryParams;
-use crate::checkin::CheckinError;
 use crate::metrics::Gauges;
 use crate::station::Station;
 use crate::sync::SyncState;
@@ -26,7 +25,7 @@ pub async fn healthz(
         .db()
         .read(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(CheckinError::from)
+                .map_err(crate::db::DbError::from)
         })
         .await;
     let (status, db_state) = match &db {
@@ -75,7 +74,7 @@ pub async fn metrics(
     let printer = st.config().hardware.printer.is_some();
     let gauges = st
         .db()
-        .read(move |c| -> Result<Gauges, CheckinError> {
+        .read(move |c| -> Result<Gauges, crate::db::DbError> {
             let backlog = outbox::backlog(c)?;
             let cutoff = crate::clock::format(crate::clock::now() - chrono::Duration::hours(sla_h));
             let counts = parcel::store::counts(c)?;
@@ -164,9 +163,7 @@ pub async fn sync(
     State(sync): State<SyncState>,
     _clerk: Clerk,
 ) -> Result<Json<crate::sync::SyncView>, ApiError> {
-    let view = crate::sync::view(st.db(), st.config(), &sync)
-        .await
-        .map_err(CheckinError::from)?;
+    let view = crate::sync::view(st.db(), st.config(), &sync).await?;
     Ok(Json(view))
 }
 

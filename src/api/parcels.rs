@@ -301,7 +301,7 @@ pub async fn receipt_png(
     QueryParams(q): QueryParams<ReceiptQuery>,
 ) -> Result<Response, ApiError> {
     let token = receipt_for(&st, clerk, &id, q).await?.token;
-    let png = receipt::render_png(&token).map_err(crate::checkin::CheckinError::from)?;
+    let png = receipt::render_png(&token)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
@@ -312,6 +312,6 @@ pub async fn receipt_svg(
     QueryParams(q): QueryParams<ReceiptQuery>,
 ) -> Result<Response, ApiError> {
     let token = receipt_for(&st, clerk, &id, q).await?.token;
-    let svg = receipt::render_svg(&token).map_err(crate::checkin::CheckinError::from)?;
+    let svg = receipt::render_svg(&token)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }

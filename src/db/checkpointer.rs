@@ -69,7 +69,10 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("yizhan-checkpoint".into())
             .spawn(move || run(&conn, &pings, &stopping))
-            .map_err(|e| DbError::Task(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|source| DbError::Spawn {
+                name: "checkpoint",
+                source,
+            })?;
         Ok(Checkpointer {
             ping: Some(ping),
             stop,

@@ -169,8 +169,10 @@ impl PhotoStore {
 
     /// Compares files with rows; with `fix`, removes orphans and temp files.
     pub fn check(&self, conn: &Connection, fix: bool) -> Result<Report, DbError> {
-        let io_err =
-            |e: io::Error| DbError::Task(format!("photo directory {}: {e}", self.dir.display()));
+        let io_err = |source: io::Error| DbError::Files {
+            path: self.dir.clone(),
+            source,
+        };
         let (on_disk, temps) = self.list_files().map_err(io_err)?;
         let mut stmt = conn.prepare("SELECT sha256, purged_at IS NOT NULL FROM photos")?;
         let rows: Vec<(String, bool)> = stmt

@@ -21,6 +21,9 @@ use crate::return_no::ReturnNo;
 pub enum CommandError {
     #[error("malformed command: {0}")]
     Malformed(String),
+    /// The state machine refuses what the command asks of a parcel.
+    #[error("the command cannot apply: {0}")]
+    Refused(#[source] StoreError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -35,7 +38,7 @@ impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Db(db) => CommandError::Db(db),
-            other => CommandError::Db(DbError::Task(other.to_string())),
+            other => CommandError::Refused(other),
         }
     }
 }

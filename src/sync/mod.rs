@@ -70,6 +70,8 @@ pub enum SyncError {
     Runtime(String),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Command(#[from] commands::CommandError),
 }
 
 impl SyncError {
@@ -202,16 +204,16 @@ impl Ctx {
             let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
             f(&conn)
         })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        .await?
     }
 
     /// A write through the station's group-commit writer, started on the
     /// daemon's runtime.
-    async fn write<T, F>(&self, durability: Durability, f: F) -> Result<T, DbError>
+    async fn write<T, E, F>(&self, durability: Durability, f: F) -> Result<T, E>
     where
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let db = self.deps.db().clone();
         self.on_main(async move { db.write(durability, f).await })
@@ -223,10 +225,7 @@ impl Ctx {
         &self,
         fut: impl std::future::Future<Output = T> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.main
-            .spawn(fut)
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))
+        Ok(self.main.spawn(fut).await?)
     }
 
     fn backoff(&self) -> Backoff {
@@ -661,14 +660,13 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
                 let mut held = 0;
                 for r in &page.returns {
                     if r.status == crate::manifest::ReturnStatus::Cancelled {
-                        held += commands::hold_cancelled(tx, &source, &r.return_no)
-                            .map_err(|e| DbError::Task(e.to_string()))?;
+                        held += commands::hold_cancelled(tx, &source, &r.return_no)?;
                     }
                 }
                 if let Some(c) = &page.cursor {
                     crate::manifest::set_cursor(tx, c)?;
                 }
-                Ok::<_, DbError>(held)
+                Ok::<_, commands::CommandError>(held)
             })
             .await?;
         if held > 0 {
