@@ -5,10 +5,13 @@
 //! # Tasks
 //! - [`mqtt::run`]: the MQTT session (events up, commands down, presence),
 //!   reconnecting with capped exponential backoff and jitter.
-//! - `events_over_https`: event batches over HTTPS when `events_via` is
+//! - [`events_https`]: event batches over HTTPS when `events_via` is
 //!   `https`, or `auto` while MQTT is not connected.
-//! - `photos`: content-addressed photo uploads; never in the events' way.
-//! - `manifest`: pulls at start, on an interval and on `manifest.refresh`.
+//! - [`photos`]: content-addressed photo uploads; never in the events' way.
+//! - [`manifest`]: pulls at start, on an interval and on `manifest.refresh`.
+//!
+//! [`ctx`] holds what they share; [`view`] what the API and presence show;
+//! this file starts and stops them.
 //! - [`drain::record_acks`]: batches delivery marks into few transactions.
 //!
 //! # Invariants
@@ -23,31 +26,31 @@
 //!   and right after a success.
 
 pub mod commands;
+mod ctx;
 mod drain;
+mod events_https;
 mod https;
+mod manifest;
 mod mqtt;
+mod photos;
 pub mod queue;
 mod state;
 mod tls;
+mod view;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
-use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+pub(crate) use ctx::Ctx;
+pub use ctx::Deps;
 pub use mqtt::Topics;
 pub use state::{Live, SyncState};
+pub use view::{SyncView, view};
 
-use crate::backoff::Backoff;
-use crate::config::{Config, EventsVia};
-use crate::db::{self, Db, DbError, Durability};
-use crate::notice::Notice;
-use crate::outbox::{Backlog, Commits, EventSource};
-use crate::photo::store::PhotoStore;
+use crate::config::EventsVia;
+use crate::db::DbError;
 use https::Platform;
-use queue::{PhotoBacklog, PhotoMark};
 
 /// Why a sync step failed. Every one of these is retried.
 #[derive(Debug, thiserror::Error)]
@@ -89,150 +92,6 @@ impl SyncError {
                 retryable: false,
                 ..
             }
-        )
-    }
-}
-
-/// What delivery needs from the station, and nothing more: sync is built
-/// and tested from these parts, without a whole station.
-#[derive(Clone)]
-pub struct Deps {
-    config: Arc<Config>,
-    db: Db,
-    events: EventSource,
-    photos: PhotoStore,
-    commits: Commits,
-    notices: tokio::sync::broadcast::Sender<Notice>,
-}
-
-impl Deps {
-    pub fn new(
-        config: Config,
-        db: Db,
-        events: EventSource,
-        photos: PhotoStore,
-        commits: Commits,
-        notices: tokio::sync::broadcast::Sender<Notice>,
-    ) -> Deps {
-        Deps {
-            config: Arc::new(config),
-            db,
-            events,
-            photos,
-            commits,
-            notices,
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    pub fn events(&self) -> &EventSource {
-        &self.events
-    }
-
-    pub fn photos(&self) -> &PhotoStore {
-        &self.photos
-    }
-
-    /// Tells every follower (the screen, delivery itself) that events were
-    /// committed.
-    pub fn events_committed(&self) {
-        self.commits.bump();
-    }
-
-    pub fn watch_events(&self) -> watch::Receiver<u64> {
-        self.commits.watch()
-    }
-
-    /// Tells the screen (nobody listening is fine).
-    pub fn notify(&self, notice: Notice) {
-        let _ = self.notices.send(notice);
-    }
-}
-
-/// What every sync task shares.
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    deps: Deps,
-    state: SyncState,
-    topics: Topics,
-    acks: mpsc::UnboundedSender<i64>,
-    /// Sync's own read connection, so that it never takes a reader from
-    /// the API.
-    reader: Arc<Mutex<Connection>>,
-    /// The daemon's runtime: writes are started there, so that the group
-    /// commit they may lead runs at full priority (a check-in sharing the
-    /// commit must not wait on the low-priority sync thread).
-    main: tokio::runtime::Handle,
-}
-
-impl Ctx {
-    /// The shared context and the receiving end of its acks. Must be
-    /// called inside the daemon's runtime.
-    fn new(
-        deps: &Deps,
-        state: &SyncState,
-    ) -> Result<(Ctx, mpsc::UnboundedReceiver<i64>), SyncError> {
-        let reader = db::open_connection(deps.db().path(), true)?;
-        let (acks, acks_rx) = mpsc::unbounded_channel();
-        let ctx = Ctx {
-            deps: deps.clone(),
-            state: state.clone(),
-            topics: Topics::new(&deps.config().station.id),
-            acks,
-            reader: Arc::new(Mutex::new(reader)),
-            main: tokio::runtime::Handle::try_current()
-                .map_err(|e| SyncError::Runtime(e.to_string()))?,
-        };
-        Ok((ctx, acks_rx))
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, DbError>
-    where
-        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            // A panic cannot leave a read connection in a bad state.
-            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
-            f(&conn)
-        })
-        .await?
-    }
-
-    /// A write through the station's group-commit writer, started on the
-    /// daemon's runtime.
-    async fn write<T, E, F>(&self, durability: Durability, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        let db = self.deps.db().clone();
-        self.on_main(async move { db.write(durability, f).await })
-            .await?
-    }
-
-    /// Runs `fut` on the daemon's runtime and waits for it.
-    async fn on_main<T: Send + 'static>(
-        &self,
-        fut: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> Result<T, DbError> {
-        Ok(self.main.spawn(fut).await?)
-    }
-
-    fn backoff(&self) -> Backoff {
-        let s = &self.deps.config().sync;
-        Backoff::new(
-            Duration::from_millis(s.retry_initial_ms),
-            Duration::from_secs(s.retry_max_s),
         )
     }
 }
@@ -292,57 +151,63 @@ pub fn start(deps: &Deps) -> Result<SyncHandle, SyncError> {
         tls::client_config(&m.tls_files)?;
     }
     let (ctx, acks_rx) = Ctx::new(deps, &state)?;
-    let timeout = Duration::from_secs(cfg.timeout_s);
-    let platform = cfg
-        .https
-        .as_ref()
-        .map(|h| Platform::new(h, &deps.config().station.id, timeout))
-        .transpose()?;
     // The ack recorder outlives the other tasks: it ends only once they
     // have (so no PUBACK that arrived is left unrecorded), on `finish`.
     let (finish, finish_rx) = tokio::sync::oneshot::channel();
-    let recorder = drain::record_acks(ctx.clone(), acks_rx, finish_rx);
+    let recorder = Box::pin(drain::record_acks(ctx.clone(), acks_rx, finish_rx));
+    let tasks = tasks(&ctx, &stop_rx)?;
+    let done = run_low_priority(tasks, recorder, finish, stop_rx)?;
+    Ok(SyncHandle {
+        state,
+        stop,
+        done: Some(done),
+    })
+}
+
+/// The tasks the configuration asks for, by name.
+fn tasks(ctx: &Ctx, stop: &watch::Receiver<bool>) -> Result<Vec<(&'static str, Task)>, SyncError> {
+    let cfg = &ctx.deps.config().sync;
     let mut tasks: Vec<(&'static str, Task)> = Vec::new();
     if let Some(m) = cfg.mqtt.clone() {
         // Presence and commands use MQTT whatever carries the events.
         let events = cfg.events_via != EventsVia::Https;
-        tasks.push((
-            "mqtt",
-            Box::pin(mqtt::run(ctx.clone(), m, events, stop_rx.clone())),
-        ));
+        let run = mqtt::run(ctx.clone(), m, events, stop.clone());
+        tasks.push(("mqtt", Box::pin(run)));
     }
-    if let Some(platform) = platform {
-        let via = if cfg.mqtt.is_none() {
-            EventsVia::Https
-        } else {
-            cfg.events_via
-        };
-        if via != EventsVia::Mqtt {
-            tasks.push((
-                "events over https",
-                Box::pin(events_over_https(
-                    ctx.clone(),
-                    platform.clone(),
-                    via,
-                    stop_rx.clone(),
-                )),
-            ));
-        }
-        tasks.push((
-            "photos",
-            Box::pin(photos(ctx.clone(), platform.clone(), stop_rx.clone())),
-        ));
-        tasks.push((
-            "manifest",
-            Box::pin(manifest(ctx, platform, stop_rx.clone())),
-        ));
-    } else {
+    let Some(h) = &cfg.https else {
         tracing::warn!(
             "sync.https.base_url is not set: photos will not upload and the manifest will not be pulled"
         );
+        return Ok(tasks);
+    };
+    let timeout = Duration::from_secs(cfg.timeout_s);
+    let platform = Platform::new(h, &ctx.deps.config().station.id, timeout)?;
+    let via = if cfg.mqtt.is_none() {
+        EventsVia::Https
+    } else {
+        cfg.events_via
+    };
+    if via != EventsVia::Mqtt {
+        let run = events_https::events_over_https(ctx.clone(), platform.clone(), via, stop.clone());
+        tasks.push(("events over https", Box::pin(run)));
     }
+    let run = photos::photos(ctx.clone(), platform.clone(), stop.clone());
+    tasks.push(("photos", Box::pin(run)));
+    let run = manifest::manifest(ctx.clone(), platform, stop.clone());
+    tasks.push(("manifest", Box::pin(run)));
+    Ok(tasks)
+}
+
+/// Runs the tasks and the ack recorder on a runtime of their own, on one
+/// lower-priority thread, until `stop`; then ends the tasks, lets the
+/// recorder write what they reported, and answers on the returned channel.
+fn run_low_priority(
+    tasks: Vec<(&'static str, Task)>,
+    recorder: Task,
+    finish: tokio::sync::oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, SyncError> {
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let mut stop_all = stop_rx;
     std::thread::Builder::new()
         .name("yizhan-sync".into())
         .spawn(move || {
@@ -372,7 +237,7 @@ pub fn start(deps: &Deps) -> Result<SyncHandle, SyncError> {
                     .into_iter()
                     .map(|(name, task)| (name, tokio::spawn(task)))
                     .collect();
-                stopped(&mut stop_all).await;
+                stopped(&mut stop).await;
                 let started = std::time::Instant::now();
                 for (name, h) in handles {
                     join_or_abandon(name, h).await;
@@ -389,11 +254,7 @@ pub fn start(deps: &Deps) -> Result<SyncHandle, SyncError> {
             let _ = done_tx.send(());
         })
         .map_err(|e| SyncError::Runtime(e.to_string()))?;
-    Ok(SyncHandle {
-        state,
-        stop,
-        done: Some(done),
-    })
+    Ok(done)
 }
 
 /// How long stopping waits for each sync task before abandoning it (one
@@ -420,312 +281,4 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         () = tokio::time::sleep(d) => false,
         () = stopped(stop) => true,
     }
-}
-
-/// Event batches over HTTPS.
-async fn events_over_https(
-    ctx: Ctx,
-    platform: Platform,
-    via: EventsVia,
-    mut stop: watch::Receiver<bool>,
-) {
-    let batch = ctx.deps.config().sync.batch_size as usize;
-    let cap = ctx.deps.config().sync.max_bytes_per_s;
-    let mut mqtt_up = ctx.state.watch_mqtt();
-    let mut committed = ctx.deps.watch_events();
-    let mut backoff = ctx.backoff();
-    // Events committed after this task started are "live" (see drain).
-    let mark = ctx.read(queue::last_seq).await.unwrap_or(0);
-    let mut selector = drain::Selector::new(mark, cap);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        if via == EventsVia::Auto && *mqtt_up.borrow_and_update() {
-            tokio::select! {
-                _ = mqtt_up.changed() => continue,
-                () = stopped(&mut stop) => return,
-            }
-        }
-        // Each round starts from the head: nothing is in flight between
-        // rounds, and delivered events are marked before the next one.
-        selector.rewind();
-        let pick = match selector.next(&ctx, batch).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outbox; will retry");
-                if pause(backoff.next_delay(), &mut stop).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if pick.events.is_empty() {
-            let wait = match pick.wait_until {
-                Some(t) => t.saturating_duration_since(std::time::Instant::now()),
-                None => Duration::from_secs(5),
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = committed.changed() => {}
-                _ = mqtt_up.changed() => {}
-                () = stopped(&mut stop) => return,
-            }
-            continue;
-        }
-        let bodies: Vec<&str> = pick.events.iter().map(|e| e.body.as_str()).collect();
-        match platform.post_events(&bodies).await {
-            Ok(answer) => {
-                backoff.reset();
-                ctx.state.update(|l| {
-                    l.https_reachable = Some(true);
-                    l.https_last_error = None;
-                });
-                let at = crate::clock::now_string();
-                let mut delivered = answer.accepted;
-                delivered.extend(answer.duplicates);
-                let refused: Vec<(String, String)> = answer
-                    .rejected
-                    .into_iter()
-                    .map(|r| (r.event_id, r.reason))
-                    .collect();
-                if !refused.is_empty() {
-                    tracing::error!(count = refused.len(), first = %refused[0].0, reason = %refused[0].1, "the platform refused events; they are dead letters now (yizhan outbox dead)");
-                }
-                let stamp = at.clone();
-                let written = ctx
-                    .write(Durability::Relaxed, move |tx| {
-                        let n = queue::mark_delivered_ids(tx, &delivered, &stamp)?;
-                        queue::mark_dead(tx, &refused, &stamp)?;
-                        Ok::<_, DbError>(n)
-                    })
-                    .await;
-                match written {
-                    Ok(n) => ctx.state.delivered(n, at),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not record deliveries; will resend");
-                        if pause(backoff.next_delay(), &mut stop).await {
-                            return;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                let seqs: Vec<i64> = pick.events.iter().map(|e| e.seq).collect();
-                let text = e.to_string();
-                let _ = ctx
-                    .write(Durability::Relaxed, move |tx| {
-                        queue::note_failure(tx, &seqs, &text)
-                    })
-                    .await;
-                ctx.state.update(|l| {
-                    l.https_reachable = Some(false);
-                    l.https_last_error = Some(e.to_string());
-                });
-                let delay = if e.is_refusal() {
-                    backoff.max()
-                } else {
-                    backoff.next_delay()
-                };
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "event batch not delivered; will retry");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = mqtt_up.changed(), if via == EventsVia::Auto => {}
-                    () = stopped(&mut stop) => return,
-                }
-            }
-        }
-    }
-}
-
-/// Photo uploads: oldest first, one at a time, retried with backoff.
-async fn photos(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
-    let mut committed = ctx.deps.watch_events();
-    let mut backoff = ctx.backoff();
-    loop {
-        let batch = match ctx.read(|c| queue::pending_photos(c, 16)).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the photo queue; will retry");
-                Vec::new()
-            }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(10)) => {}
-                _ = committed.changed() => {}
-                () = stopped(&mut stop) => return,
-            }
-            continue;
-        }
-        let mut failed = None;
-        for photo in batch {
-            if *stop.borrow() {
-                return;
-            }
-            let path = ctx.deps.photos().path(&photo.sha256);
-            let mark = match tokio::fs::read(&path).await {
-                Err(e) => PhotoMark::Dead(format!("file {} unreadable: {e}", path.display())),
-                Ok(jpeg) => match platform.put_photo(&photo.sha256, jpeg).await {
-                    Ok(()) => PhotoMark::Uploaded,
-                    Err(e) if e.is_refusal() => PhotoMark::Dead(e.to_string()),
-                    Err(e) => PhotoMark::Failed(e.to_string()),
-                },
-            };
-            let sha = photo.sha256.clone();
-            let m = mark.clone();
-            let at = crate::clock::now_string();
-            if let Err(e) = ctx
-                .deps
-                .db()
-                .write(Durability::Relaxed, move |tx| {
-                    queue::mark_photo(tx, &sha, &m, &at)
-                })
-                .await
-            {
-                tracing::warn!(error = %e, "could not record a photo upload; will upload again");
-            }
-            match mark {
-                PhotoMark::Uploaded => {
-                    backoff.reset();
-                    ctx.state.update(|l| l.photos_uploaded += 1);
-                }
-                PhotoMark::Dead(reason) => {
-                    tracing::error!(sha256 = %photo.sha256, reason = %reason, "photo refused for good; a dead letter now (yizhan outbox dead)")
-                }
-                PhotoMark::Failed(error) => {
-                    failed = Some(error);
-                    break;
-                }
-            }
-        }
-        if let Some(error) = failed {
-            let delay = backoff.next_delay();
-            tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "photo upload failed; will retry");
-            if pause(delay, &mut stop).await {
-                return;
-            }
-        }
-    }
-}
-
-/// Manifest pulls: at start, every `manifest_interval_s`, on refresh.
-async fn manifest(ctx: Ctx, platform: Platform, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_secs(ctx.deps.config().sync.manifest_interval_s);
-    let mut backoff = ctx.backoff();
-    loop {
-        let wait = match pull_manifest(&ctx, &platform).await {
-            Ok(n) => {
-                backoff.reset();
-                tracing::info!(returns = n, "manifest pulled");
-                ctx.state.update(|l| {
-                    l.manifest_last_pull_at = Some(crate::clock::now_string());
-                    l.manifest_last_error = None;
-                });
-                interval
-            }
-            Err(e) => {
-                let delay = backoff.next_delay().min(interval);
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "manifest pull failed; will retry");
-                ctx.state
-                    .update(|l| l.manifest_last_error = Some(e.to_string()));
-                delay
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = ctx.state.manifest_refresh_requested() => {}
-            () = stopped(&mut stop) => return,
-        }
-    }
-}
-
-/// Pulls pages until the platform has nothing newer; returns the number of
-/// returns taken in. Each page and its cursor commit together.
-async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncError> {
-    const MAX_PAGES: usize = 1000;
-    let mut total = 0;
-    for _ in 0..MAX_PAGES {
-        let cursor = ctx
-            .read(|c| crate::manifest::summary(c).map(|(_, cursor)| cursor))
-            .await?;
-        let raw = platform.manifest_page(cursor.as_deref()).await?;
-        let page = crate::manifest::parse(&raw).map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let n = page.returns.len();
-        let next = page.cursor.clone();
-        let source = ctx.deps.events().clone();
-        let held = ctx
-            .write(Durability::Full, move |tx| {
-                crate::manifest::upsert(tx, &page.returns)?;
-                let mut held = 0;
-                for r in &page.returns {
-                    if r.status == crate::manifest::ReturnStatus::Cancelled {
-                        held += commands::hold_cancelled(tx, &source, &r.return_no)?;
-                    }
-                }
-                if let Some(c) = &page.cursor {
-                    crate::manifest::set_cursor(tx, c)?;
-                }
-                Ok::<_, commands::CommandError>(held)
-            })
-            .await?;
-        if held > 0 {
-            ctx.deps.events_committed();
-        }
-        total += n;
-        if n == 0 || next.is_none() || next == cursor {
-            return Ok(total);
-        }
-    }
-    Ok(total)
-}
-
-/// The retained presence message (SPEC §6.1).
-async fn presence(ctx: &Ctx, online: bool) -> String {
-    let counts = ctx.read(queue::backlogs).await;
-    let (backlog, photos) = counts.unwrap_or_default();
-    serde_json::json!({
-        "online": online,
-        "version": env!("CARGO_PKG_VERSION"),
-        "pending_events": backlog.pending_events,
-        "pending_photos": photos.pending_photos,
-        "oldest_pending_s": backlog.oldest_pending_s.unwrap_or(0),
-        "at": crate::clock::now_string(),
-    })
-    .to_string()
-}
-
-/// Everything `GET /api/v1/sync` and `yizhan status` show.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncView {
-    pub configured: bool,
-    pub events_via: &'static str,
-    pub mqtt_configured: bool,
-    pub https_configured: bool,
-    /// The station can reach the platform over some transport now.
-    pub online: bool,
-    #[serde(flatten)]
-    pub live: Live,
-    #[serde(flatten)]
-    pub backlog: Backlog,
-    #[serde(flatten)]
-    pub photos: PhotoBacklog,
-}
-
-/// The view for a running station: its database and configuration, and
-/// what the sync tasks report.
-pub async fn view(db: &Db, config: &Config, state: &SyncState) -> Result<SyncView, DbError> {
-    let (backlog, photos) = db.read(queue::backlogs).await?;
-    let cfg = &config.sync;
-    let live = state.snapshot();
-    Ok(SyncView {
-        configured: cfg.enabled(),
-        events_via: cfg.events_via.as_str(),
-        mqtt_configured: cfg.mqtt.is_some(),
-        https_configured: cfg.https.is_some(),
-        online: live.mqtt_connected || live.https_reachable == Some(true),
-        live,
-        backlog,
-        photos,
-    })
 }

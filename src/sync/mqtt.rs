@@ -512,7 +512,7 @@ impl Session<'_> {
 
     async fn publish_status(&mut self, online: bool) -> Result<(), String> {
         let ctx = self.ctx;
-        let body = super::presence(ctx, online).await;
+        let body = super::view::presence(ctx, online).await;
         let topic = ctx.topics.status.clone();
         self.publish(None, &topic, body, true)
     }
