@@ -114,9 +114,17 @@ impl Metrics {
     /// Renders everything in the Prometheus text format.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(2048);
+        self.render_counters(&mut out);
+        render_gauges(&mut out, g);
+        self.render_devices(&mut out, g);
+        out
+    }
+
+    /// The counters kept here: scans, transitions, photos, HTTP errors.
+    fn render_counters(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         header(
-            &mut out,
+            out,
             "yizhan_scans_total",
             "counter",
             "Scan decisions since start.",
@@ -139,7 +147,7 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "yizhan_transitions_total",
             "counter",
             "Committed parcel events since start.",
@@ -153,7 +161,7 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "yizhan_photos_total",
             "counter",
             "Photo uploads since start.",
@@ -169,7 +177,7 @@ impl Metrics {
             get(&self.photos_refused)
         );
         header(
-            &mut out,
+            out,
             "yizhan_http_errors_total",
             "counter",
             "API error responses since start.",
@@ -184,99 +192,6 @@ impl Metrics {
             "yizhan_http_errors_total{{class=\"5xx\"}} {}",
             get(&self.http_server_errors)
         );
-        header(&mut out, "yizhan_parcels", "gauge", "Parcels by state.");
-        for (state, n) in &g.parcels {
-            let _ = writeln!(out, "yizhan_parcels{{state=\"{state}\"}} {n}");
-        }
-        let gauges = [
-            (
-                "yizhan_outbox_pending_events",
-                "Committed events not yet delivered.",
-                g.pending_events,
-            ),
-            (
-                "yizhan_outbox_oldest_pending_seconds",
-                "Age of the oldest undelivered event.",
-                g.oldest_pending_s,
-            ),
-            (
-                "yizhan_outbox_dead_letters",
-                "Events the platform refused, waiting for an operator.",
-                g.dead_letters,
-            ),
-            (
-                "yizhan_outbox_last_seq",
-                "Sequence number of the last committed event.",
-                g.last_seq,
-            ),
-            (
-                "yizhan_parcels_overdue",
-                "Parcels in custody longer than station.pickup_sla_h.",
-                g.overdue_parcels,
-            ),
-            (
-                "yizhan_manifest_entries",
-                "Returns in the local manifest.",
-                g.manifest_entries,
-            ),
-            (
-                "yizhan_photos_pending_upload",
-                "Photos of parcels in custody not yet uploaded.",
-                g.pending_photos,
-            ),
-            (
-                "yizhan_photos_dead_letters",
-                "Photos the platform refused, waiting for an operator.",
-                g.dead_photos,
-            ),
-            (
-                "yizhan_sync_mqtt_connected",
-                "1 while the MQTT session is up.",
-                g.mqtt_connected,
-            ),
-            (
-                "yizhan_sync_last_delivery_timestamp_seconds",
-                "Unix time of the last confirmed delivery since start (0: none).",
-                g.last_delivery_ts,
-            ),
-        ];
-        for (name, help, v) in gauges {
-            header(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {v}");
-        }
-        for (name, help, v) in [
-            (
-                "yizhan_sync_events_delivered_total",
-                "Events confirmed by the platform since start.",
-                g.events_delivered,
-            ),
-            (
-                "yizhan_sync_photos_uploaded_total",
-                "Photos confirmed by the platform since start.",
-                g.photos_uploaded,
-            ),
-        ] {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {v}");
-        }
-        header(
-            &mut out,
-            "yizhan_login_lockouts_total",
-            "counter",
-            "Login locks started since start: a clerk after wrong PINs, or a client trying made-up clerk ids.",
-        );
-        let _ = writeln!(out, "yizhan_login_lockouts_total {}", g.login_lockouts);
-        if let Some(v) = g.clock_trusted {
-            header(
-                &mut out,
-                "yizhan_clock_trusted",
-                "gauge",
-                "1 while the clock is synchronised and not behind the last event; 0 while events carry clock_trusted:false.",
-            );
-            let _ = writeln!(out, "yizhan_clock_trusted {v}");
-        }
-        self.render_devices(&mut out, g);
-        out
     }
 
     fn render_devices(&self, out: &mut String, g: &Gauges) {
@@ -318,6 +233,101 @@ impl Metrics {
             );
             let _ = writeln!(out, "yizhan_print_jobs_queued {n}");
         }
+    }
+}
+
+/// What the database and the tasks said for this scrape.
+fn render_gauges(out: &mut String, g: &Gauges) {
+    header(out, "yizhan_parcels", "gauge", "Parcels by state.");
+    for (state, n) in &g.parcels {
+        let _ = writeln!(out, "yizhan_parcels{{state=\"{state}\"}} {n}");
+    }
+    let gauges = [
+        (
+            "yizhan_outbox_pending_events",
+            "Committed events not yet delivered.",
+            g.pending_events,
+        ),
+        (
+            "yizhan_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered event.",
+            g.oldest_pending_s,
+        ),
+        (
+            "yizhan_outbox_dead_letters",
+            "Events the platform refused, waiting for an operator.",
+            g.dead_letters,
+        ),
+        (
+            "yizhan_outbox_last_seq",
+            "Sequence number of the last committed event.",
+            g.last_seq,
+        ),
+        (
+            "yizhan_parcels_overdue",
+            "Parcels in custody longer than station.pickup_sla_h.",
+            g.overdue_parcels,
+        ),
+        (
+            "yizhan_manifest_entries",
+            "Returns in the local manifest.",
+            g.manifest_entries,
+        ),
+        (
+            "yizhan_photos_pending_upload",
+            "Photos of parcels in custody not yet uploaded.",
+            g.pending_photos,
+        ),
+        (
+            "yizhan_photos_dead_letters",
+            "Photos the platform refused, waiting for an operator.",
+            g.dead_photos,
+        ),
+        (
+            "yizhan_sync_mqtt_connected",
+            "1 while the MQTT session is up.",
+            g.mqtt_connected,
+        ),
+        (
+            "yizhan_sync_last_delivery_timestamp_seconds",
+            "Unix time of the last confirmed delivery since start (0: none).",
+            g.last_delivery_ts,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    for (name, help, v) in [
+        (
+            "yizhan_sync_events_delivered_total",
+            "Events confirmed by the platform since start.",
+            g.events_delivered,
+        ),
+        (
+            "yizhan_sync_photos_uploaded_total",
+            "Photos confirmed by the platform since start.",
+            g.photos_uploaded,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    header(
+        out,
+        "yizhan_login_lockouts_total",
+        "counter",
+        "Login locks started since start: a clerk after wrong PINs, or a client trying made-up clerk ids.",
+    );
+    let _ = writeln!(out, "yizhan_login_lockouts_total {}", g.login_lockouts);
+    if let Some(v) = g.clock_trusted {
+        header(
+            out,
+            "yizhan_clock_trusted",
+            "gauge",
+            "1 while the clock is synchronised and not behind the last event; 0 while events carry clock_trusted:false.",
+        );
+        let _ = writeln!(out, "yizhan_clock_trusted {v}");
     }
 }
 

@@ -191,160 +191,14 @@ impl Raw {
     /// Checks every value; all problems are returned together.
     pub(super) fn validate(self) -> Result<Config, Vec<String>> {
         let mut p = Problems(Vec::new());
-        let station = StationConfig {
-            id: p.ident("station.id", self.station.id),
-            device_id: p.ident("station.device_id", self.station.device_id),
-            name: self.station.name,
-            pickup_sla_h: p.range(
-                "station.pickup_sla_h",
-                self.station.pickup_sla_h,
-                1,
-                24 * 365,
-                "hours",
-            ),
-            min_photos: p.range(
-                "station.min_photos",
-                self.station.min_photos,
-                0,
-                20,
-                "photos",
-            ),
-            max_self_drafts: p.range(
-                "station.max_self_drafts",
-                self.station.max_self_drafts,
-                1,
-                1000,
-                "drafts",
-            ),
-            clock_check: p.choice(
-                "station.clock_check",
-                &self.station.clock_check,
-                &[("kernel", ClockCheck::Kernel), ("off", ClockCheck::Off)],
-                ClockCheck::Kernel,
-            ),
-        };
-        let s = self.storage;
-        let storage = StorageConfig {
-            data_dir: s.data_dir,
-            max_photo_bytes: p.range(
-                "storage.max_photo_bytes",
-                s.max_photo_bytes,
-                1024,
-                1 << 30,
-                "bytes",
-            ),
-            photo_max_px: p.range("storage.photo_max_px", s.photo_max_px, 64, 8000, "pixels"),
-            min_free_mb: p.range(
-                "storage.min_free_mb",
-                s.min_free_mb,
-                0,
-                i64::MAX >> 20,
-                "MiB",
-            ),
-            event_retention_days: p.range(
-                "storage.event_retention_days",
-                s.event_retention_days,
-                1,
-                3650,
-                "days",
-            ),
-            photo_retention_days: p.range(
-                "storage.photo_retention_days",
-                s.photo_retention_days,
-                0,
-                3650,
-                "days",
-            ),
-            photo_workers: p.range(
-                "storage.photo_workers",
-                s.photo_workers,
-                0,
-                64,
-                "photos decoded at once (0: from the machine's memory)",
-            ),
-        };
-        let listen = self.api.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            p.push(format!(
-                "api.listen = {:?}: expected an address and port such as 127.0.0.1:8080",
-                self.api.listen
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 8080))
-        });
-        let api = ApiConfig {
-            listen,
-            session_idle_min: p.range(
-                "api.session_idle_min",
-                self.api.session_idle_min,
-                1,
-                720,
-                "minutes",
-            ),
-            kiosk_idle_s: p.range(
-                "api.kiosk_idle_s",
-                self.api.kiosk_idle_s,
-                10,
-                3600,
-                "seconds",
-            ),
-            header_timeout_s: p.range(
-                "api.header_timeout_s",
-                self.api.header_timeout_s,
-                1,
-                300,
-                "seconds",
-            ),
-            body_timeout_s: p.range(
-                "api.body_timeout_s",
-                self.api.body_timeout_s,
-                1,
-                3600,
-                "seconds",
-            ),
-            idle_timeout_s: p.range(
-                "api.idle_timeout_s",
-                self.api.idle_timeout_s,
-                1,
-                3600,
-                "seconds",
-            ),
-            max_connections: p.range(
-                "api.max_connections",
-                self.api.max_connections,
-                0,
-                100_000,
-                "connections (0: from the open-file limit)",
-            ),
-        };
-        let codes = CodesConfig {
-            offline_policy: p.choice(
-                "codes.offline_policy",
-                &self.codes.offline_policy,
-                &[
-                    ("reject", OfflinePolicy::Reject),
-                    ("provisional", OfflinePolicy::Provisional),
-                ],
-                OfflinePolicy::Reject,
-            ),
-            trusted_keys: trusted_keys(&mut p, self.codes.trusted_keys),
-        };
+        let station = station(&mut p, self.station);
+        let storage = storage(&mut p, self.storage);
+        let api = api(&mut p, self.api);
+        let codes = codes(&mut p, self.codes);
         let carriers = carriers(&mut p, self.carriers);
         let sync = sync(&mut p, self.sync);
         let hardware = self.hardware.validate(&mut p);
-        let log = LogConfig {
-            format: p.choice(
-                "log.format",
-                &self.log.format,
-                &[("human", LogFormat::Human), ("json", LogFormat::Json)],
-                LogFormat::Human,
-            ),
-            level: self.log.level,
-        };
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
-            p.push(format!(
-                "log.level = {:?}: expected a tracing filter such as \"info\" ({e})",
-                log.level
-            ));
-        }
+        let log = log(&mut p, self.log);
         if p.0.is_empty() {
             Ok(Config {
                 station,
@@ -552,6 +406,148 @@ fn carriers(p: &mut Problems, raw: Vec<RawCarrier>) -> Carriers {
         }
     }
     Carriers::new(list)
+}
+
+fn station(p: &mut Problems, raw: RawStation) -> StationConfig {
+    StationConfig {
+        id: p.ident("station.id", raw.id),
+        device_id: p.ident("station.device_id", raw.device_id),
+        name: raw.name,
+        pickup_sla_h: p.range(
+            "station.pickup_sla_h",
+            raw.pickup_sla_h,
+            1,
+            24 * 365,
+            "hours",
+        ),
+        min_photos: p.range("station.min_photos", raw.min_photos, 0, 20, "photos"),
+        max_self_drafts: p.range(
+            "station.max_self_drafts",
+            raw.max_self_drafts,
+            1,
+            1000,
+            "drafts",
+        ),
+        clock_check: p.choice(
+            "station.clock_check",
+            &raw.clock_check,
+            &[("kernel", ClockCheck::Kernel), ("off", ClockCheck::Off)],
+            ClockCheck::Kernel,
+        ),
+    }
+}
+
+fn storage(p: &mut Problems, s: RawStorage) -> StorageConfig {
+    StorageConfig {
+        data_dir: s.data_dir,
+        max_photo_bytes: p.range(
+            "storage.max_photo_bytes",
+            s.max_photo_bytes,
+            1024,
+            1 << 30,
+            "bytes",
+        ),
+        photo_max_px: p.range("storage.photo_max_px", s.photo_max_px, 64, 8000, "pixels"),
+        min_free_mb: p.range(
+            "storage.min_free_mb",
+            s.min_free_mb,
+            0,
+            i64::MAX >> 20,
+            "MiB",
+        ),
+        event_retention_days: p.range(
+            "storage.event_retention_days",
+            s.event_retention_days,
+            1,
+            3650,
+            "days",
+        ),
+        photo_retention_days: p.range(
+            "storage.photo_retention_days",
+            s.photo_retention_days,
+            0,
+            3650,
+            "days",
+        ),
+        photo_workers: p.range(
+            "storage.photo_workers",
+            s.photo_workers,
+            0,
+            64,
+            "photos decoded at once (0: from the machine's memory)",
+        ),
+    }
+}
+
+fn api(p: &mut Problems, raw: RawApi) -> ApiConfig {
+    let listen = raw.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.push(format!(
+            "api.listen = {:?}: expected an address and port such as 127.0.0.1:8080",
+            raw.listen
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    ApiConfig {
+        listen,
+        session_idle_min: p.range(
+            "api.session_idle_min",
+            raw.session_idle_min,
+            1,
+            720,
+            "minutes",
+        ),
+        kiosk_idle_s: p.range("api.kiosk_idle_s", raw.kiosk_idle_s, 10, 3600, "seconds"),
+        header_timeout_s: p.range(
+            "api.header_timeout_s",
+            raw.header_timeout_s,
+            1,
+            300,
+            "seconds",
+        ),
+        body_timeout_s: p.range("api.body_timeout_s", raw.body_timeout_s, 1, 3600, "seconds"),
+        idle_timeout_s: p.range("api.idle_timeout_s", raw.idle_timeout_s, 1, 3600, "seconds"),
+        max_connections: p.range(
+            "api.max_connections",
+            raw.max_connections,
+            0,
+            100_000,
+            "connections (0: from the open-file limit)",
+        ),
+    }
+}
+
+fn codes(p: &mut Problems, raw: RawCodes) -> CodesConfig {
+    CodesConfig {
+        offline_policy: p.choice(
+            "codes.offline_policy",
+            &raw.offline_policy,
+            &[
+                ("reject", OfflinePolicy::Reject),
+                ("provisional", OfflinePolicy::Provisional),
+            ],
+            OfflinePolicy::Reject,
+        ),
+        trusted_keys: trusted_keys(p, raw.trusted_keys),
+    }
+}
+
+fn log(p: &mut Problems, raw: RawLog) -> LogConfig {
+    let log = LogConfig {
+        format: p.choice(
+            "log.format",
+            &raw.format,
+            &[("human", LogFormat::Human), ("json", LogFormat::Json)],
+            LogFormat::Human,
+        ),
+        level: raw.level,
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+        p.push(format!(
+            "log.level = {:?}: expected a tracing filter such as \"info\" ({e})",
+            log.level
+        ));
+    }
+    log
 }
 
 fn sync(p: &mut Problems, s: RawSync) -> SyncConfig {
