@@ -240,6 +240,81 @@ struct Session<'a> {
     status_again: Option<Instant>,
 }
 
+/// The outbox side of a session: events read ahead of the window, the
+/// read under way, and whether more may be waiting.
+struct Feed<'a> {
+    /// The cursor over the outbox; lent to `fetch` while a read runs.
+    selector: Option<Selector>,
+    /// Something was committed (or the session began) since the last read.
+    more: bool,
+    /// The rate cap's next allowed read.
+    wait_until: Option<Instant>,
+    /// Events read ahead of the window: one outbox read feeds many
+    /// publishes instead of one read per PUBACK. The next read starts
+    /// while half of the last one is still to be published, so the
+    /// window never stands empty waiting for SQLite.
+    ahead: VecDeque<Pending>,
+    read_ahead: usize,
+    fetch: Option<Fetch<'a>>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(window: usize, max_bytes_per_s: u64) -> Feed<'a> {
+        Feed {
+            selector: Some(Selector::new(0, max_bytes_per_s)),
+            more: false,
+            wait_until: None,
+            ahead: VecDeque::new(),
+            read_ahead: (window * 8).max(256),
+            fetch: None,
+        }
+    }
+
+    /// Starts the next outbox read if one is due and allowed.
+    fn start_read(&mut self, ctx: &'a Ctx, may_send: bool) {
+        let rate_ok = self.wait_until.is_none_or(|t| t <= Instant::now());
+        if may_send
+            && self.more
+            && rate_ok
+            && self.ahead.len() < self.read_ahead / 2
+            && let Some(mut sel) = self.selector.take()
+        {
+            self.wait_until = None;
+            // Whatever is committed from now on sets `more` again.
+            self.more = false;
+            let n = self.read_ahead;
+            self.fetch = Some(Box::pin(async move {
+                let pick = sel.next(ctx, n).await;
+                (sel, pick)
+            }));
+        }
+    }
+
+    /// A read finished: its events join the queue, its cursor comes back.
+    fn read_done(&mut self, sel: Selector, pick: Result<super::drain::Pick, crate::db::DbError>) {
+        self.fetch = None;
+        self.selector = Some(sel);
+        match pick {
+            Ok(pick) => {
+                self.more |= pick.more;
+                self.wait_until = pick.wait_until.map(Instant::from_std);
+                self.ahead.extend(pick.events);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox; will retry");
+            }
+        }
+    }
+
+    /// The session (re)connected: a read begun before is dropped with its
+    /// cursors, and the new selector starts from the head.
+    fn restart(&mut self) {
+        self.fetch = None;
+        self.ahead.clear();
+        self.more = true;
+    }
+}
+
 impl Session<'_> {
     async fn serve(
         mut self,
@@ -249,45 +324,17 @@ impl Session<'_> {
         let ctx = self.ctx;
         let sync = ctx.deps.config().sync.clone();
         let mut committed = ctx.deps.watch_events();
-        let mut selector = Some(Selector::new(0, sync.max_bytes_per_s));
-        let mut more = false;
-        let mut wait_until: Option<Instant> = None;
-        // Events read ahead of the window: one outbox read feeds many
-        // publishes instead of one read per PUBACK. The next read starts
-        // while half of the last one is still to be published, so the
-        // window never stands empty waiting for SQLite.
-        let mut ahead: VecDeque<Pending> = VecDeque::new();
-        let read_ahead = (self.window * 8).max(256);
-        let mut fetch: Option<Fetch<'_>> = None;
+        let mut feed = Feed::new(self.window, sync.max_bytes_per_s);
         let mut status_tick = tokio::time::interval(Duration::from_secs(sync.status_interval_s));
         status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut rescan = tokio::time::interval(RESCAN_EVERY);
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if self.connected {
-                while self.events_in_window() < self.window {
-                    let Some(e) = ahead.pop_front() else { break };
-                    if let Err(err) = self.publish(Some(e.seq), &ctx.topics.events, e.body, false) {
-                        return self.lost(err);
-                    }
-                }
+            if let Err(err) = self.fill_window(&mut feed.ahead) {
+                return self.lost(err);
             }
-            let rate_ok = wait_until.is_none_or(|t| t <= Instant::now());
-            if self.connected
-                && self.send_events
-                && more
-                && rate_ok
-                && ahead.len() < read_ahead / 2
-                && let Some(mut sel) = selector.take()
-            {
-                wait_until = None;
-                // Whatever is committed from now on sets `more` again.
-                more = false;
-                fetch = Some(Box::pin(async move {
-                    let pick = sel.next(ctx, read_ahead).await;
-                    (sel, pick)
-                }));
-            }
+            feed.start_read(ctx, self.connected && self.send_events);
+            let wait_until = feed.wait_until;
             let rate_wait = async {
                 match wait_until {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -296,57 +343,27 @@ impl Session<'_> {
             };
             tokio::select! {
                 (sel, pick) = async {
-                    match fetch.as_mut() {
+                    match feed.fetch.as_mut() {
                         Some(f) => f.await,
                         None => std::future::pending().await,
                     }
-                }, if fetch.is_some() => {
-                    fetch = None;
-                    selector = Some(sel);
-                    match pick {
-                        Ok(pick) => {
-                            more |= pick.more;
-                            wait_until = pick.wait_until.map(Instant::from_std);
-                            ahead.extend(pick.events);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read the outbox; will retry");
-                        }
-                    }
-                }
+                }, if feed.fetch.is_some() => feed.read_done(sel, pick),
                 ev = events.recv() => match ev {
                     None => return self.lost("the MQTT event loop ended".into()),
                     Some(Err(e)) => return self.lost(e.to_string()),
                     Some(Ok(ev)) => {
-                        // Take every event already waiting in one go.
-                        let mut next = Some(ev);
-                        while let Some(ev) = next {
-                            if let Some(connected_now) = self.handle(ev, &mut selector).await {
-                                if let Err(e) = connected_now {
-                                    return self.lost(e);
-                                }
-                                // A read begun before the connection came up
-                                // is dropped with its cursors: the new
-                                // selector starts from the head.
-                                fetch = None;
-                                ahead.clear();
-                                more = true;
-                            }
-                            next = match events.try_recv() {
-                                Ok(Ok(ev)) => Some(ev),
-                                Ok(Err(e)) => return self.lost(e.to_string()),
-                                Err(_) => None,
-                            };
+                        if let Err(e) = self.handle_all(ev, events, &mut feed).await {
+                            return self.lost(e);
                         }
                     }
                 },
-                _ = committed.changed() => more = true,
+                _ = committed.changed() => feed.more = true,
                 _ = rescan.tick() => {
-                    if self.asked.is_empty() && self.inflight.is_empty() && ahead.is_empty()
-                        && let Some(sel) = selector.as_mut() {
+                    if self.asked.is_empty() && self.inflight.is_empty() && feed.ahead.is_empty()
+                        && let Some(sel) = feed.selector.as_mut() {
                             sel.rewind();
                         }
-                    more = true;
+                    feed.more = true;
                 }
                 () = async {
                     match self.status_again {
@@ -364,20 +381,60 @@ impl Session<'_> {
                         return self.lost(e);
                     }
                 }
-                () = rate_wait => wait_until = None,
-                () = stopped(stop) => {
-                    if self.connected {
-                        let _ = self.client.try_publish(
-                            ctx.topics.status.clone(), QoS::AtLeastOnce, true,
-                            json!({"online": false}).to_string(),
-                        );
-                    }
-                    let _ = self.client.try_disconnect();
-                    ctx.state.set_mqtt_connected(false, None);
-                    return Ended::Stopped;
-                }
+                () = rate_wait => feed.wait_until = None,
+                () = stopped(stop) => return self.goodbye(),
             }
         }
+    }
+
+    /// Publishes read-ahead events while the window has room.
+    fn fill_window(&mut self, ahead: &mut VecDeque<Pending>) -> Result<(), String> {
+        if !self.connected {
+            return Ok(());
+        }
+        let ctx = self.ctx;
+        while self.events_in_window() < self.window {
+            let Some(e) = ahead.pop_front() else { break };
+            self.publish(Some(e.seq), &ctx.topics.events, e.body, false)?;
+        }
+        Ok(())
+    }
+
+    /// Handles `first` and every event already waiting behind it, in one go.
+    async fn handle_all(
+        &mut self,
+        first: Event,
+        events: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        feed: &mut Feed<'_>,
+    ) -> Result<(), String> {
+        let mut next = Some(first);
+        while let Some(ev) = next {
+            if let Some(connected_now) = self.handle(ev, &mut feed.selector).await {
+                connected_now?;
+                feed.restart();
+            }
+            next = match events.try_recv() {
+                Ok(Ok(ev)) => Some(ev),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// A clean stop: offline presence (retained), DISCONNECT.
+    fn goodbye(&self) -> Ended {
+        if self.connected {
+            let _ = self.client.try_publish(
+                self.ctx.topics.status.clone(),
+                QoS::AtLeastOnce,
+                true,
+                json!({"online": false}).to_string(),
+            );
+        }
+        let _ = self.client.try_disconnect();
+        self.ctx.state.set_mqtt_connected(false, None);
+        Ended::Stopped
     }
 
     /// Handles one event-loop event. `Some(Ok(()))` when the session has
