@@ -229,8 +229,17 @@ impl Sessions {
 
     /// Opens a session and returns its token.
     pub fn open(&self, clerk_id: &str, name: &str) -> Result<String, getrandom::Error> {
+        self.open_at(clerk_id, name, Instant::now())
+    }
+
+    /// [`Sessions::open`] at `now` (tests give the time instead of sleeping).
+    fn open_at(
+        &self,
+        clerk_id: &str,
+        name: &str,
+        now: Instant,
+    ) -> Result<String, getrandom::Error> {
         let token = new_token()?;
-        let now = Instant::now();
         let mut live = self.lock();
         live.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
         live.insert(
@@ -247,8 +256,12 @@ impl Sessions {
 
     /// The session of `token` if it is live; a use keeps it alive.
     pub fn touch(&self, token: &str) -> Option<Session> {
+        self.touch_at(token, Instant::now())
+    }
+
+    /// [`Sessions::touch`] at `now`.
+    fn touch_at(&self, token: &str, now: Instant) -> Option<Session> {
         let key = digest(token);
-        let now = Instant::now();
         let mut live = self.lock();
         let session = live.get_mut(&key)?;
         if now.duration_since(session.last_seen) >= self.idle {
@@ -438,13 +451,25 @@ mod tests {
 
     #[test]
     fn sessions_expire_when_idle_and_close() {
-        let s = Sessions::new(Duration::from_millis(50));
-        let t = s.open("c1", "Wei").unwrap();
+        // The clock is given, not slept on: a slow machine (qemu in CI)
+        // cannot make a live session look idle.
+        let idle = Duration::from_secs(60);
+        let s = Sessions::new(idle);
+        let t0 = Instant::now();
+        let t = s.open_at("c1", "Wei", t0).unwrap();
         assert_eq!(t.len(), 64);
-        assert_eq!(s.touch(&t).unwrap().clerk_id, "c1");
-        assert!(s.touch("nope").is_none());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(s.touch(&t).is_none(), "expired after idle");
+        let later = t0 + Duration::from_secs(50);
+        assert_eq!(s.touch_at(&t, later).unwrap().clerk_id, "c1");
+        assert!(s.touch_at("nope", later).is_none());
+        assert!(
+            s.touch_at(&t, later + idle - Duration::from_millis(1))
+                .is_some(),
+            "a use keeps it alive"
+        );
+        assert!(
+            s.touch_at(&t, later + idle * 3).is_none(),
+            "expired after idle"
+        );
         let t2 = s.open("c1", "Wei").unwrap();
         let t3 = s.open("c2", "Li").unwrap();
         s.close_clerk("c1");
