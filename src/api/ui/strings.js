@@ -1,7 +1,8 @@
-// Every string the kiosk shows, in one place: zh-CN first, then English.
-// Keys are used by app.js (t("key")) and by data-t attributes in index.html.
-"use strict";
-window.STRINGS = {
+// Every string the kiosk shows, zh-CN first, then English. Keys are used by
+// the screens' t("key") and by data-t / data-tp attributes in index.html.
+// Not here: why a scan was refused. Those words come with the scan's answer
+// (`message`), from the one table the daemon keeps (code::Reason::words).
+export const STRINGS = {
   "zh-CN": {
     "lang.switch": "English",
     "title": "驿站退货",
@@ -154,13 +155,6 @@ window.STRINGS = {
     "err.no_code": "画面里没有找到二维码",
     "err.no_camera": "本驿站没有配置摄像头",
     "err.camera_unavailable": "摄像头暂时不可用，请重试",
-    "reason.malformed": "无法识别的退货码",
-    "reason.bad_signature": "退货码签名无效，可能是伪造的",
-    "reason.wrong_station": "该退货不属于本驿站",
-    "reason.expired": "退货码已过期",
-    "reason.cancelled": "该退货已被商家取消",
-    "reason.already_dropped_off": "该退货包裹已经交寄",
-    "reason.unknown_code": "未找到该退货单",
     "progress.authorized": "商家已同意退货",
     "progress.cancelled": "商家已取消该退货",
     "progress.none": "本驿站还没有该退货的信息",
@@ -329,13 +323,6 @@ window.STRINGS = {
     "err.no_code": "No QR code found in the picture",
     "err.no_camera": "No camera is configured at this station",
     "err.camera_unavailable": "The camera is not available right now; try again",
-    "reason.malformed": "This is not a return code",
-    "reason.bad_signature": "The code's signature is invalid",
-    "reason.wrong_station": "This return belongs to another station",
-    "reason.expired": "The return code has expired",
-    "reason.cancelled": "The merchant cancelled this return",
-    "reason.already_dropped_off": "This return was already dropped off",
-    "reason.unknown_code": "Unknown return code",
     "progress.authorized": "The merchant approved the return",
     "progress.cancelled": "The merchant cancelled the return",
     "progress.none": "This station knows nothing about this return yet",

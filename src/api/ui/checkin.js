@@ -1,0 +1,304 @@
+// The clerk's check-in: scan (the counter scanner types the code and
+// Enter), photos, waybill, items, confirm. One form field takes every step.
+
+import { $, on, onSubmit, clone, put, line, say } from "./dom.js";
+import { api, session } from "./api.js";
+import { t, pick, onLanguage } from "./text.js";
+import { kiosk, hw } from "./station.js";
+import { startCamera, snap } from "./camera.js";
+import { current, currentTab, registerTab, selectTab, waybillToTab } from "./nav.js";
+import { subscribe } from "./stream.js";
+import { refreshOverdue } from "./overdue.js";
+
+const STEPS = ["scan", "photo", "waybill", "items", "confirm"];
+let step = "scan";
+const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploading: false };
+
+export const msg = (text, ok) => say("k-msg", text, ok);
+
+function focusField() {
+  setTimeout(() => $("k-field").focus(), 0);
+}
+
+function setStep(s) {
+  step = s;
+  const i = STEPS.indexOf(s);
+  document.querySelectorAll("#k-steps li").forEach((li, j) => {
+    li.classList.toggle("current", j === i);
+    li.classList.toggle("done", j < i);
+  });
+  $("k-prompt").textContent = t("k.prompt." + s);
+  $("k-items").hidden = s !== "items";
+  $("k-confirm").hidden = s !== "confirm";
+  if (s === "photo") startCamera($("k-video")).catch(() => msg(t("c.photo.nocamera"), false));
+  focusField();
+}
+
+onLanguage(() => {
+  $("k-prompt").textContent = t("k.prompt." + step);
+});
+
+export function resetCheckin() {
+  ck.parcel = null;
+  ck.ret = null;
+  ck.photos = 0;
+  ck.waybill = "";
+  ck.items = [];
+  $("k-return").hidden = true;
+  $("k-lookup").hidden = true;
+  $("k-thumbs").replaceChildren();
+  $("k-condition").value = "intact";
+  $("k-weight").value = "";
+  $("k-note").value = "";
+  $("k-damage").checked = false;
+  setStep("scan");
+}
+
+function showReturn(ret, extra) {
+  const card = $("k-return");
+  card.hidden = false;
+  card.className = "card accept";
+  const about = (ret.order_no ? " · " + ret.order_no : "") + (extra ? " · " + extra : "");
+  const el = clone("return", { return_no: ret.return_no, about, "waybill-label": t("k.waybill"), waybill: ck.waybill });
+  el.querySelector(".waybill-line").hidden = !ck.waybill;
+  card.replaceChildren(el);
+}
+
+function itemsOf(items) {
+  return (items || []).map((it) => ({ sku: it.sku, name: it.name, qty_expected: it.qty, qty: it.qty }));
+}
+
+async function clerkScan(code) {
+  await clerkAnswer(await api("POST", "/api/v1/scans", { code, channel: "clerk" }));
+}
+
+// A decided scan on the clerk's side, typed or from the counter scanner.
+async function clerkAnswer(a) {
+  if (a.decision === "reject") {
+    if (a.reason === "already_dropped_off" && a.return) {
+      // A self-service drop-off waiting for its waybill: complete it.
+      const list = await api("GET", "/api/v1/parcels?state=dropped&limit=1000");
+      const p = list.parcels.find((x) => x.return_no === a.return.return_no);
+      if (p) return completeDropped(p);
+    }
+    $("k-return").hidden = false;
+    $("k-return").className = "card reject";
+    $("k-return").textContent = (a.return ? a.return.return_no + " · " : "") + pick(a.message);
+    msg(pick(a.message), false);
+    return;
+  }
+  ck.parcel = a.parcel_id;
+  ck.ret = a.return;
+  ck.photos = 0;
+  ck.items = itemsOf(a.return.items);
+  showReturn(a.return, a.decision === "accept_provisional" ? t("c.accept_provisional") : "");
+  msg(t(a.decision === "accept" ? "c.accept" : "c.accept_provisional"), true);
+  setStep("photo");
+}
+
+// A parcel a customer dropped off: the clerk goes on from its photos.
+export async function completeDropped(p) {
+  const full = await api("GET", "/api/v1/parcels/" + p.id);
+  const m = await api("GET", "/api/v1/returns?q=" + encodeURIComponent(full.return_no)).catch(() => ({ returns: [] }));
+  ck.parcel = full.id;
+  ck.ret = { return_no: full.return_no, order_no: full.order_no, items: [] };
+  ck.photos = full.photos.length;
+  const entry = (m.returns || []).find((r) => r.return_no === full.return_no);
+  ck.items = itemsOf(entry && entry.items);
+  $("k-thumbs").replaceChildren(...full.photos.map((ph) => line("span", ph.kind)));
+  showReturn(ck.ret, t("k.state.dropped"));
+  msg(t("k.state.dropped"), true);
+  selectTab("checkin");
+  setStep(ck.photos >= kiosk.min_photos ? "waybill" : "photo");
+}
+
+// As at the kiosk: one photo at a time, and the clerk sees it is in hand.
+async function clerkPhoto() {
+  if (ck.uploading) {
+    msg(t("k.photo.busy"), true);
+    return;
+  }
+  ck.uploading = true;
+  const kind = $("k-damage").checked ? "damage" : "parcel";
+  try {
+    const blob = await snap($("k-video"));
+    msg(t("k.photo.busy"), true);
+    await api("POST", "/api/v1/parcels/" + ck.parcel + "/photos?kind=" + kind, blob);
+  } finally {
+    ck.uploading = false;
+  }
+  ck.photos += 1;
+  if (kind === "damage") $("k-condition").value = "damaged";
+  $("k-thumbs").append(line("span", kind + " " + ck.photos));
+  msg(t("k.photos") + ": " + ck.photos, true);
+}
+
+function setWaybill(wb) {
+  ck.waybill = wb;
+  showReturn(ck.ret, "");
+  if (ck.items.length) {
+    renderItems();
+    setStep("items");
+  } else setStep("confirm");
+}
+
+function renderItems() {
+  const rows = ck.items.map((it, i) => {
+    const row = clone("item", { name: it.name || it.sku, sku: it.sku, expected: it.qty_expected });
+    const box = row.querySelector("input[type=checkbox]");
+    const qty = row.querySelector("input.qty");
+    box.dataset.i = qty.dataset.i = String(i);
+    box.checked = it.qty > 0;
+    qty.value = String(it.qty);
+    on(box, "change", () => {
+      it.qty = box.checked ? it.qty_expected : 0;
+      renderItems();
+    });
+    on(qty, "change", () => {
+      const n = parseInt(qty.value, 10);
+      it.qty = isNaN(n) ? 0 : Math.max(0, Math.min(n, it.qty_expected));
+      renderItems();
+    });
+    return row;
+  });
+  $("k-items").replaceChildren(line("b", t("k.items")), ...rows);
+}
+
+async function acceptParcel() {
+  const body = { waybill_no: ck.waybill, condition: $("k-condition").value };
+  const w = parseInt($("k-weight").value, 10);
+  if (!isNaN(w)) body.weight_g = w;
+  if ($("k-note").value.trim()) body.note = $("k-note").value.trim();
+  if (ck.items.length) body.items = ck.items.map((it) => ({ sku: it.sku, qty: it.qty }));
+  const r = await api("POST", "/api/v1/parcels/" + ck.parcel + "/accept", body);
+  const receipt = clone("accepted", { accepted: t("k.accepted"), return_no: r.return_no, reprint: t("k.reprint") });
+  receipt.querySelector("img").src = r.svg;
+  const reprint = receipt.querySelector("#k-reprint");
+  if (hw.printer) {
+    on(reprint, "click", async () => {
+      try {
+        await api("POST", "/api/v1/parcels/" + r.parcel_id + "/receipt/print", {});
+        msg(t("k.reprint.queued"), true);
+      } catch (err) {
+        msg(err.message, false);
+      }
+    });
+  } else reprint.remove();
+  $("k-receipt").hidden = false;
+  $("k-receipt").replaceChildren(receipt);
+  const done = t("k.accepted") + " " + r.return_no + " · " + r.waybill_no;
+  resetCheckin();
+  msg(done, true);
+  refreshOverdue();
+}
+
+onSubmit("k-scan-form", async () => {
+  const v = $("k-field").value.trim();
+  $("k-field").value = "";
+  try {
+    if (step === "scan") {
+      if (v) await clerkScan(v);
+    } else if (step === "photo") {
+      if (!v) await clerkPhoto();
+      else if (ck.photos >= kiosk.min_photos) setWaybill(v);
+      else msg(t("c.photo.count", { n: ck.photos, min: kiosk.min_photos }), false);
+    } else if (step === "waybill") {
+      if (v) setWaybill(v);
+    } else if (step === "items") setStep("confirm");
+    else if (step === "confirm") {
+      if (v) setWaybill(v);
+      else await acceptParcel();
+    }
+  } catch (err) {
+    msg(err.message, false);
+    if (err.code === "waybill_in_custody" || err.code === "invalid_waybill") setStep("waybill");
+  }
+  focusField();
+});
+
+on("k-accept", "click", async () => {
+  try {
+    await acceptParcel();
+  } catch (err) {
+    msg(err.message, false);
+  }
+});
+on("k-reject", "click", async () => {
+  if (!ck.parcel) return;
+  const reason = prompt(t("k.reject.reason"));
+  if (!reason) return;
+  try {
+    await api("POST", "/api/v1/parcels/" + ck.parcel + "/reject", { reason });
+    msg(t("k.state.rejected"), true);
+    resetCheckin();
+  } catch (err) {
+    msg(err.message, false);
+  }
+});
+on("k-cancel", "click", () => {
+  resetCheckin();
+  msg("", true);
+});
+
+// ---- a code that will not scan: look the return up ---------------------------
+on("k-cantscan", "click", () => {
+  $("k-lookup").hidden = false;
+  $("k-lookup-q").focus();
+});
+onSubmit("k-lookup-form", async () => {
+  const q = $("k-lookup-q").value.trim();
+  if (!q) return;
+  try {
+    const r = await api("GET", "/api/v1/returns?q=" + encodeURIComponent(q));
+    const rows = r.returns.map((x) => {
+      const items = (x.items || []).map((i) => i.name).join(", ");
+      const row = clone("lookup", { return_no: x.return_no, about: (x.order_no || "") + " " + items });
+      const choose = row.querySelector("button");
+      choose.dataset.rn = x.return_no;
+      on(choose, "click", async () => {
+        $("k-lookup").hidden = true;
+        try {
+          await clerkScan(x.return_no);
+        } catch (err) {
+          msg(err.message, false);
+        }
+      });
+      return row;
+    });
+    $("k-lookup-out").replaceChildren(...(rows.length ? rows : [line("li", t("k.lookup.none"))]));
+  } catch (err) {
+    msg(err.message, false);
+  }
+});
+
+// ---- the counter scanner -------------------------------------------------------
+// A courier barcode goes where the clerk is: here, once the parcel is ready
+// for its waybill.
+registerTab("checkin", {
+  enter() {
+    focusField();
+    if (step === "photo") startCamera($("k-video")).catch(() => {});
+  },
+  waybill(wb) {
+    const ready = step === "waybill" || step === "confirm" || (step === "photo" && ck.photos >= kiosk.min_photos);
+    if (!ck.parcel || !ready) return false;
+    setWaybill(wb);
+    return true;
+  },
+});
+
+// A scan from the counter scanner: the daemon has decided it; the console
+// fetches it by id.
+subscribe("scan", async (ev) => {
+  if (!ev || !ev.scan_id || ev.channel !== "clerk") return;
+  if (!session.token || current() !== "k-console") return;
+  try {
+    const scan = await api("GET", "/api/v1/scans/" + ev.scan_id);
+    if (scan.code_type === "waybill") {
+      if (!waybillToTab(scan.waybill_no)) msg(t("k.scanner.waybill_idle", { wb: scan.waybill_no }), false);
+    } else if (currentTab() === "checkin" && step === "scan") await clerkAnswer(scan.answer);
+    focusField();
+  } catch (err) {
+    msg(err.message, false);
+  }
+});
