@@ -653,6 +653,9 @@ impl Station {
             did: cfg.station.device_id.clone(),
             at: at.clone(),
             wb: p.waybill_no.clone(),
+            ph: (!p.photos.is_empty())
+                .then(|| crate::custody::digest(p.photos.iter().map(|ph| ph.sha256.as_str()))),
+            wg: p.weight_g,
         };
         let token = receipt::issue(&claims, self.signing_key());
         Ok(ReceiptView {

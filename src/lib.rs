@@ -15,6 +15,7 @@ pub mod clock;
 pub mod code;
 pub mod config;
 pub mod counter;
+pub mod custody;
 pub mod daemon;
 pub mod db;
 pub mod decode;

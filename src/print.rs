@@ -109,8 +109,8 @@ pub fn receipt(cfg: &PrinterConfig, p: &Parcel, look: &ReceiptLook<'_>) -> Vec<u
     d.into_bytes()
 }
 
-/// The courier's slip: every waybill, the count, courier, carrier, time and
-/// a line to sign.
+/// The courier's slip: every waybill, the count, courier, carrier, time,
+/// the handover's signed token as a QR code, and a line to sign.
 pub fn handover_slip(cfg: &PrinterConfig, h: &Handover, station_name: &str) -> Vec<u8> {
     let mut d = Doc::new(cfg.encoding, cfg.width_dots);
     d.align(Align::Center).size(2).bold(true);
@@ -131,7 +131,18 @@ pub fn handover_slip(cfg: &PrinterConfig, h: &Handover, station_name: &str) -> V
             p.return_no
         ));
     }
-    d.rule().feed(2);
+    d.rule();
+    if let Some(token) = &h.token {
+        d.align(Align::Center);
+        if d.qr(token, 0.6).is_err() {
+            // The token lists at most 60 waybills (a digest above): it
+            // fits a QR code; print it as text rather than nothing.
+            d.line(token);
+        }
+        d.line("凭此码核验交接 Scan to verify this handover");
+        d.align(Align::Left);
+    }
+    d.feed(2);
     d.line("快递员签收 Courier signature:");
     let signature_line = "_".repeat(d.columns());
     d.feed(2).line(&signature_line);

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::token::{self, RECEIPT_PREFIX, TokenError};
 
 /// The signed payload: receipt id, return number, station, device, time,
-/// and the waybill once a clerk has recorded it.
+/// and once a clerk has recorded them the waybill, the weight, and the
+/// digest of the photos (`custody::digest` of their SHA-256s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub rid: String,
@@ -23,6 +24,12 @@ pub struct Claims {
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wb: Option<String>,
+    /// Photos: the digest of their SHA-256s, in the order taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ph: Option<String>,
+    /// Weight in grams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg: Option<i64>,
 }
 
 /// Why a receipt could not be rendered.
@@ -97,8 +104,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn token_round_trips(rn in "[A-Z0-9-]{6,40}", wb in proptest::option::of("[A-Z0-9]{8,20}")) {
-            let claims = Claims { rid: "01JD".into(), rn, sid: "ST-1".into(), did: "k".into(), at: "2026-11-22T10:00:00.000Z".into(), wb };
+        fn token_round_trips(rn in "[A-Z0-9-]{6,40}", wb in proptest::option::of("[A-Z0-9]{8,20}"), wg in proptest::option::of(0i64..100_000)) {
+            let ph = wg.map(|g| crate::custody::digest([g.to_string().as_str()]));
+            let claims = Claims { rid: "01JD".into(), rn, sid: "ST-1".into(), did: "k".into(), at: "2026-11-22T10:00:00.000Z".into(), wb, ph, wg };
             let t = issue(&claims, &key());
             prop_assert_eq!(verify(&t, &key().verifying_key()).unwrap(), claims);
             prop_assert!(verify(&t, &SigningKey::from_bytes(&[8; 32]).verifying_key()).is_err());
@@ -114,6 +122,10 @@ mod tests {
             did: "kiosk-a".into(),
             at: "2026-11-22T10:00:00.123Z".into(),
             wb: Some("SF1234567890123".into()),
+            // Twelve photos and a weight: the receipt still prints as one
+            // QR code that reads back.
+            ph: Some(crate::custody::digest(["0"; 12])),
+            wg: Some(12_345),
         };
         let t = issue(&claims, &key());
         let scanned = decode_png(&render_png(&t).unwrap());

@@ -692,3 +692,111 @@ fn a_provisional_acceptance_the_platform_does_not_know_is_held() {
         "{held_event}"
     );
 }
+
+/// Receipts and handovers are a custody chain anyone can check offline:
+/// `GET /api/v1/verify` and `yizhan verify` say what a good token proves,
+/// and refuse an altered, foreign or damaged one with its reason.
+#[test]
+fn receipts_and_handovers_verify_offline_and_forgeries_do_not() {
+    let st = TestStation::start();
+    let receipt = st.checkin("RT-CHAIN-0001", "SF1234567890123");
+    let (_, h) = st.post(
+        "/api/v1/handovers",
+        json!({"courier": "王师傅", "carrier": "SF", "waybill_nos": ["SF1234567890123"]}),
+    );
+    let handover = h["token"]
+        .as_str()
+        .expect("the handover's token")
+        .to_owned();
+
+    // The receipt signs the weight and the digest of the photos.
+    let rtoken = receipt["token"].as_str().unwrap().to_owned();
+    let (_, v) = st.get(&format!("/api/v1/verify?token={rtoken}"));
+    assert_eq!(
+        (v["valid"].as_bool(), v["kind"].as_str()),
+        (Some(true), Some("receipt")),
+        "{v}"
+    );
+    let id = receipt["parcel_id"].as_str().unwrap();
+    let (_, parcel) = st.get(&format!("/api/v1/parcels/{id}"));
+    let hashes: Vec<&str> = parcel["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sha256"].as_str().unwrap())
+        .collect();
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(hashes.join("\n").as_bytes()));
+    assert_eq!(v["claims"]["ph"], want.as_str(), "{v}");
+    assert_eq!(v["claims"]["rn"], "RT-CHAIN-0001");
+    assert_eq!(v["claims"]["wb"], "SF1234567890123");
+
+    // The CLI says the same, offline, from the key on disk.
+    let out = st.cli_json(&["verify", &handover]);
+    assert_eq!(out["valid"], true, "{out}");
+    assert_eq!(out["claims"]["wb"], json!(["SF1234567890123"]));
+    let text = st.cli(&["verify", &handover]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("handed 1 parcel(s) to courier 王师傅 of SF"),
+        "{text}"
+    );
+
+    // Altered: another courier's name under the station's signature.
+    let (head, sig) = handover.rsplit_once('.').unwrap();
+    let payload = head.strip_prefix("YZH1.").unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    claims["cr"] = json!("李师傅");
+    let altered = format!("YZH1.{}.{sig}", b64.encode(claims.to_string()));
+    // Signed by another key (another station claiming to be this one).
+    let other_key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let foreign = yizhan::custody::issue_handover(
+        &serde_json::from_value(claims.clone()).unwrap(),
+        &other_key,
+    );
+    // Another station's own token.
+    claims["sid"] = json!("ST-ELSEWHERE");
+    let elsewhere =
+        yizhan::custody::issue_handover(&serde_json::from_value(claims).unwrap(), &other_key);
+    let truncated = handover[..handover.len() - 12].to_owned();
+    for (token, reason) in [
+        (&altered, "bad_signature"),
+        (&foreign, "bad_signature"),
+        (&elsewhere, "wrong_station"),
+        (&truncated, "malformed"),
+    ] {
+        let (code, v) = st.get(&format!("/api/v1/verify?token={token}"));
+        assert_eq!(
+            (code, v["valid"].as_bool(), v["reason"].as_str()),
+            (200, Some(false), Some(reason)),
+            "{v}"
+        );
+        let out = st.cli(&["--json", "verify", token]);
+        assert!(
+            !out.status.success(),
+            "yizhan verify accepted a {reason} token"
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+        assert_eq!(doc["reason"], reason, "{doc}");
+        assert_eq!(doc["error"]["code"], "check_failed", "{doc}");
+    }
+    let out = st.cli(&["verify", &altered]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: not valid: the signature does not verify"),
+        "{err}"
+    );
+
+    // The platform's view: another station's key given on the command line.
+    let out = st.cli_json(&[
+        "verify",
+        &elsewhere,
+        "--key",
+        &crate::util::base64_key(&other_key),
+        "--station",
+        "ST-ELSEWHERE",
+    ]);
+    assert_eq!(out["valid"], true, "{out}");
+}

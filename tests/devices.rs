@@ -523,9 +523,34 @@ fn a_handover_prints_the_couriers_slip() {
         "SF1234567890123",
         "SF1234567890124",
         "签收",
+        "凭此码核验交接 Scan to verify this handover",
     ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
+    // The slip's QR code, read back from the printed raster, is the
+    // handover's signed token, and it proves what the database holds.
+    let token = h["token"].as_str().expect("the handover's token");
+    assert_eq!(docs[0].qr_codes(), vec![token.to_owned()]);
+    let (_, v) = st.get(&format!("/api/v1/verify?token={token}"));
+    assert_eq!(
+        (v["valid"].as_bool(), v["kind"].as_str()),
+        (Some(true), Some("handover")),
+        "{v}"
+    );
+    let claims = &v["claims"];
+    assert_eq!(claims["hid"], h["id"]);
+    assert_eq!(claims["cr"], "王师傅");
+    assert_eq!(claims["n"], 2);
+    assert_eq!(claims["wb"], json!(["SF1234567890123", "SF1234567890124"]));
+    let db = st.db();
+    let stored: Vec<String> = db
+        .prepare("SELECT p.waybill_no FROM handover_parcels hp JOIN parcels p ON p.id = hp.parcel_id WHERE hp.handover_id = ?1 ORDER BY 1")
+        .unwrap()
+        .query_map([h["id"].as_str().unwrap()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(claims["wb"], json!(stored));
 }
 
 #[test]

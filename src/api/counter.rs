@@ -11,6 +11,7 @@ use super::auth::Clerk;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams};
 use crate::counter::{Bag, Handover, HandoverInput, ParcelRef, Progress};
+use crate::custody;
 use crate::station::Station;
 
 #[derive(Deserialize)]
@@ -104,6 +105,22 @@ pub async fn handover(
     Path(id): Path<String>,
 ) -> Result<Json<Handover>, ApiError> {
     Ok(Json(st.find_handover(id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VerifyQuery {
+    token: String,
+}
+
+/// Open to anyone: what one of this station's tokens (a `YZK1` receipt, a
+/// `YZH1` handover) proves, checked against the station's key.
+pub async fn verify(
+    State(st): State<Station>,
+    QueryParams(q): QueryParams<VerifyQuery>,
+) -> Json<custody::Verdict> {
+    let key = st.signing_key().verifying_key();
+    let sid = &st.config().station.id;
+    Json(custody::verify(&q.token, &key, sid).into())
 }
 
 /// Open to customers: `{return_no}` may also be a scanned return code or

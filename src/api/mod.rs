@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             post(counter::hand_over).get(counter::handovers),
         )
         .route("/api/v1/handovers/{id}", get(counter::handover))
+        .route("/api/v1/verify", get(counter::verify))
         .route("/api/v1/sessions", post(auth::login))
         .route(
             "/api/v1/clerks/{id}/sessions",

@@ -13,6 +13,7 @@ mod manifest;
 mod outbox;
 mod parcels;
 mod status;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -82,6 +83,20 @@ pub enum Command {
     Outbox(OutboxCommand),
     /// Show this device's identity and the public key receipts verify with.
     Identity,
+    /// Check a receipt (YZK1) or handover (YZH1) token offline against the
+    /// station's key and say what it proves; fails with the reason when it
+    /// proves nothing (altered, another key, another station, damaged).
+    Verify {
+        /// The token, as scanned from the receipt or the courier's slip.
+        token: String,
+        /// Another station's public key (base64, as `yizhan identity`
+        /// prints it) instead of this one's.
+        #[arg(long, requires = "station")]
+        key: Option<String>,
+        /// The station id the token must name (with --key).
+        #[arg(long, requires = "key")]
+        station: Option<String>,
+    },
     /// Check or back up the database.
     #[command(subcommand)]
     Db(DbCommand),
@@ -269,6 +284,19 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Parcels(cmd) => parcels::run(&config, cmd, out),
         Command::Outbox(cmd) => outbox::run(&config, cmd, out),
         Command::Identity => identity::run(&config, out),
+        Command::Verify {
+            token,
+            key,
+            station,
+        } => verify::run(
+            &config,
+            verify::Args {
+                token,
+                key,
+                station,
+            },
+            out,
+        ),
         Command::Db(cmd) => db::run(&config, cmd, out),
         Command::Manifest(cmd) => manifest::run(&config, cmd, out),
         Command::Clerk(cmd) => clerk::run(&config, cmd, out),

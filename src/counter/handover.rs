@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{self, ParcelRef};
 use super::{Bag, BagState, CounterError};
 use crate::checkin::input::bounded_text;
+use crate::custody;
 use crate::db::Durability;
 use crate::metrics::Counted;
 use crate::outbox::{self, Event};
@@ -40,6 +41,10 @@ pub struct Handover {
     pub clerk_id: Option<String>,
     pub created_at: String,
     pub parcels: Vec<HandedParcel>,
+    /// The signed `YZH1` token of the handover (on the courier's slip as a
+    /// QR code; `custody`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A parcel as listed in a bag or a handover.
@@ -93,6 +98,7 @@ impl Station {
             clerk_id,
             created_at: crate::clock::now_string(),
             parcels: Vec::new(),
+            token: None,
         };
         let station = self.clone();
         let handover = self
@@ -102,6 +108,7 @@ impl Station {
             })
             .await?;
         self.events_committed();
+        let handover = self.signed(handover);
         for p in &handover.parcels {
             self.metrics().transition(Counted::HandedOver);
             if let Some(id) = ParcelId::parse(&p.parcel_id) {
@@ -116,9 +123,32 @@ impl Station {
 
     /// One handover with its parcels.
     pub async fn find_handover(&self, id: String) -> Result<Handover, CounterError> {
-        self.db()
+        let h = self
+            .db()
             .read(move |c| store::load_handover(c, &id)?.ok_or(CounterError::HandoverNotFound(id)))
-            .await
+            .await?;
+        Ok(self.signed(h))
+    }
+
+    /// The handover with its `YZH1` token. Signatures are deterministic:
+    /// the same handover always gets the same token, so nothing but the
+    /// handover's rows is stored.
+    fn signed(&self, mut h: Handover) -> Handover {
+        let cfg = self.config();
+        let waybills = h
+            .parcels
+            .iter()
+            .map(|p| p.waybill_no.clone().unwrap_or_default())
+            .collect();
+        let claims = custody::HandoverClaims::new(
+            &h.id,
+            (&cfg.station.id, &cfg.station.device_id),
+            (&h.courier, &h.carrier),
+            &h.created_at,
+            waybills,
+        );
+        h.token = Some(custody::issue_handover(&claims, self.signing_key()));
+        h
     }
 
     /// Recent handovers, newest first (without their parcel lists).

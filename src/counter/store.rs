@@ -226,6 +226,7 @@ pub fn load_handover(conn: &Connection, id: &str) -> Result<Option<Handover>, Co
                 clerk_id: r.get(3)?,
                 created_at: r.get(4)?,
                 parcels: Vec::new(),
+                token: None,
             })
         })
         .optional()?;
