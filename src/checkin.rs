@@ -12,6 +12,7 @@
 
 mod error;
 pub(crate) mod input;
+pub mod inspect;
 
 use serde::Serialize;
 
@@ -111,9 +112,10 @@ pub struct ReturnInfo {
     pub expires_at: Option<i64>,
     pub items: Vec<Item>,
     pub source: Source,
-    /// The merchant lets the customer see the item names.
-    #[serde(skip)]
-    pub customer_sees_items: bool,
+    /// What the merchant asks the counter to check (SPEC §2.5): the clerk
+    /// walks through it before accepting.
+    #[serde(flatten)]
+    pub rules: manifest::Rules,
 }
 
 impl ReturnInfo {
@@ -124,7 +126,7 @@ impl ReturnInfo {
             Channel::Clerk => ReturnView::Clerk(self),
             Channel::SelfService => ReturnView::Customer(CustomerReturn {
                 order_no: self.order_no.as_deref().map(mask),
-                items: if self.customer_sees_items {
+                items: if self.rules.customer_sees_items {
                     self.items
                         .iter()
                         .map(|i| CustomerItem {
@@ -507,11 +509,21 @@ impl Station {
             counted: Counted::Accepted,
             print: AutoPrint::Accept,
         };
+        let mut input = input;
+        let submitted = input.take_checks()?;
         self.take_into_custody(id, custody, move |station, tx, parcel| {
-            let expected = manifest::get(tx, &parcel.return_no)?
-                .map(|m| m.items)
-                .unwrap_or_default();
-            input.into_changes(&station.config().carriers, &expected)
+            let entry = manifest::get(tx, &parcel.return_no)?;
+            let expected = entry.as_ref().map(|m| m.items.clone()).unwrap_or_default();
+            let mut changes = input.into_changes(&station.config().carriers, &expected)?;
+            let found = inspect::Found {
+                checks: submitted.checks,
+                gtins: submitted.gtins,
+                ticks: changes.items.as_deref(),
+                carrier: changes.carrier.as_deref(),
+                weight_g: changes.weight_g,
+            };
+            changes.verification = inspect::inspect(entry.as_ref(), found)?;
+            Ok(changes)
         })
         .await
     }
@@ -656,6 +668,10 @@ impl Station {
             ph: (!p.photos.is_empty())
                 .then(|| crate::custody::digest(p.photos.iter().map(|ph| ph.sha256.as_str()))),
             wg: p.weight_g,
+            vd: p
+                .verification
+                .as_ref()
+                .map(crate::custody::verification_digest),
         };
         let token = receipt::issue(&claims, self.signing_key());
         Ok(ReceiptView {
@@ -719,7 +735,7 @@ fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
         order_no: m.and_then(|m| m.order_no.clone()).or(token_ord),
         expires_at: m.and_then(|m| m.expires_at).or(token_exp),
         items: m.map(|m| m.items.clone()).unwrap_or_default(),
-        customer_sees_items: m.is_some_and(|m| m.rules.customer_sees_items),
+        rules: m.map(|m| m.rules.clone()).unwrap_or_default(),
         source: match (m, parsed) {
             (Some(_), _) => Source::Manifest,
             (None, Parsed::Token(_)) => Source::Token,

@@ -45,6 +45,8 @@ pub enum Reason {
     Cancelled,
     AlreadyDroppedOff,
     UnknownCode,
+    /// The merchant's rules refuse it freight-collect (SPEC §2.5).
+    FreightCollect,
 }
 
 impl std::error::Error for Reason {}
@@ -68,6 +70,10 @@ impl Reason {
                 ("该退货包裹已经交寄", "This return was already dropped off")
             }
             Reason::UnknownCode => ("未找到该退货单", "Unknown return code"),
+            Reason::FreightCollect => (
+                "该退货不能到付，请先付运费或联系商家",
+                "This return cannot be sent freight-collect: pay the postage or ask the merchant",
+            ),
         }
     }
 }
@@ -236,6 +242,11 @@ pub fn decide(parsed: &Parsed, facts: &Facts, policy: OfflinePolicy, now: i64) -
         .is_some_and(|m| m.status == ReturnStatus::Cancelled)
     {
         return Decision::Reject(Reason::Cancelled);
+    }
+    if facts.manifest.as_ref().is_some_and(|m| {
+        m.rules.freight == Some(crate::manifest::Freight::Collect) && !m.rules.collect_allowed
+    }) {
+        return Decision::Reject(Reason::FreightCollect);
     }
     if facts.in_custody {
         return Decision::Reject(Reason::AlreadyDroppedOff);
@@ -502,16 +513,8 @@ mod tests {
 
     #[test]
     fn every_reason_has_words_in_both_languages() {
-        use Reason::*;
-        for r in [
-            Malformed,
-            BadSignature,
-            WrongStation,
-            Expired,
-            Cancelled,
-            AlreadyDroppedOff,
-            UnknownCode,
-        ] {
+        use strum::IntoEnumIterator;
+        for r in Reason::iter() {
             let (zh, en) = r.words();
             assert!(!zh.is_empty() && !en.is_empty());
             assert_eq!(serde_json::to_value(r).unwrap(), r.to_string());

@@ -106,6 +106,15 @@ pub fn digest<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     hex::encode(h.finalize())
 }
 
+/// The digest a receipt signs of the merchant's checks: hex SHA-256 of
+/// the `verification` block as `parcel.accepted` carries it (serde_json's
+/// compact form, keys sorted).
+pub fn verification_digest(v: &crate::parcel::verification::Verification) -> String {
+    // Plain data: serialising cannot fail; sorted keys through a Value.
+    let json = serde_json::to_value(v).map_or_else(|_| String::new(), |v| v.to_string());
+    digest([json.as_str()])
+}
+
 /// What a good token proves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "claims", rename_all = "snake_case")]
@@ -134,6 +143,11 @@ impl Proof {
                 }
                 if let Some(wg) = c.wg {
                     out.push(format!("weight {wg} g"));
+                }
+                if let Some(vd) = &c.vd {
+                    out.push(format!(
+                        "merchant's checks: SHA-256 of the verification {vd}"
+                    ));
                 }
                 out
             }
@@ -294,6 +308,7 @@ mod tests {
             wb: Some("SF1234567890123".into()),
             ph: Some(digest(["ab", "cd"])),
             wg: Some(850),
+            vd: None,
         }
     }
 

@@ -39,6 +39,10 @@ pub struct Item {
     #[serde(default)]
     pub name: String,
     pub qty: u32,
+    /// The item's own barcode (GTIN/EAN): scanning it at the counter
+    /// ticks the item (SPEC §2.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtin: Option<String>,
 }
 
 /// An authorised (or cancelled) return.
@@ -62,13 +66,77 @@ pub struct ReturnEntry {
 }
 
 /// What the merchant asks of the station for one return, beyond its items
-/// (SPEC §2.5); stored as JSON with the entry.
+/// (SPEC §2.5); stored as JSON with the entry. An entry without rules is
+/// checked in exactly as before they existed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rules {
     /// The customer may see the items' names at the kiosk (otherwise only
     /// a clerk does).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub customer_sees_items: bool,
+    /// 退货 / 换货 / 部分退货, shown to the clerk.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub return_type: Option<ReturnType>,
+    /// The merchant's checklist, answered yes / no / n.a. at accept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freight: Option<Freight>,
+    /// A freight-collect (到付) parcel may be taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collect_allowed: bool,
+    /// The designated courier (a carrier code): another's waybill is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// Expected weight in grams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_g: Option<i64>,
+    /// How far the measured weight may be off, in percent (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_tolerance_pct: Option<u32>,
+}
+
+impl Rules {
+    /// Whether the merchant asks the counter to check anything.
+    pub fn any(&self) -> bool {
+        self.return_type.is_some()
+            || !self.checks.is_empty()
+            || self.freight.is_some()
+            || self.carrier.is_some()
+            || self.weight_g.is_some()
+    }
+}
+
+/// What kind of return it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnType {
+    Return,
+    Exchange,
+    Partial,
+}
+
+/// One line of the merchant's checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub id: String,
+    /// The words the clerk reads (the merchant's language).
+    #[serde(default)]
+    pub label: String,
+    /// A "no" refuses the parcel (`check_failed`); otherwise it is a flag.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// Who pays the courier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freight {
+    Prepaid,
+    SenderPays,
+    /// 到付: the merchant pays on delivery.
+    Collect,
 }
 
 /// A manifest document or page (SPEC §6.2).
@@ -144,8 +212,56 @@ pub fn parse(json: &[u8]) -> Result<ManifestPage, ManifestError> {
         if let Some(dup) = entry.items.iter().find(|i| !skus.insert(i.sku.as_str())) {
             return Err(problem(format!("item sku {:?} is listed twice", dup.sku)));
         }
+        check_rules(entry).map_err(problem)?;
     }
     Ok(page)
+}
+
+/// The merchant's rules of one entry make sense (and are normalised: GTINs
+/// and the carrier code trimmed, the carrier upper case).
+fn check_rules(entry: &mut ReturnEntry) -> Result<(), String> {
+    let mut gtins = HashSet::new();
+    for item in &mut entry.items {
+        if let Some(g) = &mut item.gtin {
+            *g = g.trim().to_owned();
+            if g.is_empty() || g.len() > 32 || !g.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "item {:?} gtin {g:?} is not 1-32 letters or digits",
+                    item.sku
+                ));
+            }
+            if !gtins.insert(g.clone()) {
+                return Err(format!("gtin {g:?} is on two items"));
+            }
+        }
+    }
+    let rules = &mut entry.rules;
+    let mut ids = HashSet::new();
+    for c in &rules.checks {
+        if c.id.trim().is_empty() || c.id.len() > 64 {
+            return Err(format!("check id {:?} must be 1-64 characters", c.id));
+        }
+        if !ids.insert(c.id.as_str()) {
+            return Err(format!("check {:?} is listed twice", c.id));
+        }
+    }
+    if let Some(c) = &mut rules.carrier {
+        *c = c.trim().to_ascii_uppercase();
+        if c.is_empty() {
+            return Err("carrier is empty".into());
+        }
+    }
+    if let Some(w) = rules.weight_g
+        && !(1..=100_000).contains(&w)
+    {
+        return Err(format!("weight_g {w} must be 1 to 100000"));
+    }
+    if let Some(t) = rules.weight_tolerance_pct
+        && t > 100
+    {
+        return Err(format!("weight_tolerance_pct {t} must be 0 to 100"));
+    }
+    Ok(())
 }
 
 /// Upserts every entry of `page` inside `tx`; returns how many were written.

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod store;
+pub mod verification;
 
 use std::fmt;
 use std::str::FromStr;

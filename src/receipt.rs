@@ -30,6 +30,10 @@ pub struct Claims {
     /// Weight in grams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wg: Option<i64>,
+    /// The merchant's checks: hex SHA-256 of the `verification` block's
+    /// JSON as `parcel.accepted` carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vd: Option<String>,
 }
 
 /// Why a receipt could not be rendered.
@@ -106,7 +110,7 @@ mod tests {
         #[test]
         fn token_round_trips(rn in "[A-Z0-9-]{6,40}", wb in proptest::option::of("[A-Z0-9]{8,20}"), wg in proptest::option::of(0i64..100_000)) {
             let ph = wg.map(|g| crate::custody::digest([g.to_string().as_str()]));
-            let claims = Claims { rid: "01JD".into(), rn, sid: "ST-1".into(), did: "k".into(), at: "2026-11-22T10:00:00.000Z".into(), wb, ph, wg };
+            let claims = Claims { rid: "01JD".into(), rn, sid: "ST-1".into(), did: "k".into(), at: "2026-11-22T10:00:00.000Z".into(), wb, ph, wg, vd: None };
             let t = issue(&claims, &key());
             prop_assert_eq!(verify(&t, &key().verifying_key()).unwrap(), claims);
             prop_assert!(verify(&t, &SigningKey::from_bytes(&[8; 32]).verifying_key()).is_err());
@@ -126,6 +130,7 @@ mod tests {
             // QR code that reads back.
             ph: Some(crate::custody::digest(["0"; 12])),
             wg: Some(12_345),
+            vd: Some(crate::custody::digest(["{}"])),
         };
         let t = issue(&claims, &key());
         let scanned = decode_png(&render_png(&t).unwrap());

@@ -327,3 +327,149 @@ fn healthz_and_metrics_report_the_station() {
         "{text}"
     );
 }
+
+/// The parcel's `parcel.accepted` data, from the outbox.
+fn accepted_event(st: &TestStation, parcel_id: &str) -> Value {
+    let c = st.db();
+    let body: String = c
+        .query_row(
+            "SELECT b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
+             WHERE e.type = 'parcel.accepted' AND e.parcel_id = ?1",
+            [parcel_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str::<Value>(&body).unwrap()["data"].clone()
+}
+
+/// The merchant's checks (SPEC §2.5) at the API: the clerk sees the rules
+/// with the scan, answers the checklist and scans the items; refusals say
+/// why and change nothing; what was found goes out in `parcel.accepted`
+/// and the receipt signs its digest.
+#[test]
+fn the_merchants_checks_refuse_or_flag_and_travel_with_the_parcel() {
+    let st = TestStation::start();
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-CHECK-0001", "merchant_id": "M1", "status": "authorized",
+         "type": "exchange", "freight": "prepaid", "carrier": "SF", "weight_g": 1000,
+         "items": [{"sku": "SKU-1", "name": "T恤", "qty": 2, "gtin": "6901234567892"},
+                   {"sku": "SKU-2", "name": "袜子", "qty": 1, "gtin": "6901234567908"}],
+         "checks": [{"id": "tags_attached", "label": "吊牌完好", "required": true},
+                    {"id": "unused", "label": "未使用", "required": false}]},
+        {"return_no": "RT-CHECK-0002", "merchant_id": "M1", "status": "authorized",
+         "freight": "collect"},
+        {"return_no": "RT-CHECK-0003", "merchant_id": "M1", "status": "authorized",
+         "freight": "collect", "collect_allowed": true},
+        {"return_no": "RT-PLAIN-0001", "merchant_id": "M1", "status": "authorized"}
+    ]}));
+
+    // Freight-collect is refused at the scan, unless the merchant allows it.
+    let refused = st.scan("RT-CHECK-0002", "clerk");
+    assert_eq!(
+        (refused["decision"].as_str(), refused["reason"].as_str()),
+        (Some("reject"), Some("freight_collect")),
+        "{refused}"
+    );
+    assert_eq!(st.scan("RT-CHECK-0003", "clerk")["decision"], "accept");
+
+    // The clerk sees the rules with the scan.
+    let a = st.scan("RT-CHECK-0001", "clerk");
+    assert_eq!(a["return"]["type"], "exchange", "{a}");
+    assert_eq!(a["return"]["checks"][0]["label"], "吊牌完好");
+    let id = a["parcel_id"].as_str().unwrap().to_owned();
+    st.photo(&id, "label", 1);
+    let accept = |body: Value| st.post(&format!("/api/v1/parcels/{id}/accept"), body);
+    let both_yes = json!({"tags_attached": "yes", "unused": "yes"});
+
+    for (body, status, code) in [
+        // Another courier's waybill.
+        (
+            json!({"waybill_no": "YT1234567890123", "carrier": "YTO", "checks": both_yes}),
+            409,
+            "wrong_carrier",
+        ),
+        // The checklist not walked.
+        (
+            json!({"waybill_no": "SF1234567890123", "checks": {"tags_attached": "yes"}}),
+            422,
+            "checks_unanswered",
+        ),
+        // A required check failed.
+        (
+            json!({"waybill_no": "SF1234567890123", "checks": {"tags_attached": "no", "unused": "yes"}}),
+            409,
+            "check_failed",
+        ),
+        (
+            json!({"waybill_no": "SF1234567890123", "checks": {"tags_attached": "maybe", "unused": "yes"}}),
+            400,
+            "invalid_json",
+        ),
+    ] {
+        let (s, b) = accept(body);
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{b}"
+        );
+    }
+    let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(p["state"], "draft", "a refusal changes nothing");
+
+    // Taken, with what is off flagged: a sock missing, a stranger's
+    // barcode, the optional check failed, 1.3 kg against 1 kg ± 15 %.
+    let (s, r) = accept(json!({
+        "waybill_no": "SF1234567890123",
+        "weight_g": 1300,
+        "checks": {"tags_attached": "yes", "unused": "no"},
+        "gtins": ["6901234567892", "6901234567892", "4006381333931"],
+    }));
+    assert_eq!(s, 200, "{r}");
+    let v = &accepted_event(&st, &id)["verification"];
+    assert_eq!(v["type"], "exchange", "{v}");
+    assert_eq!(v["freight"], "prepaid");
+    assert_eq!(v["checks"], json!({"tags_attached": "yes", "unused": "no"}));
+    assert_eq!(
+        v["items"],
+        json!([
+            {"sku": "SKU-1", "gtin": "6901234567892", "expected": 2, "found": 2},
+            {"sku": "SKU-2", "gtin": "6901234567908", "expected": 1, "found": 0}
+        ])
+    );
+    assert_eq!(
+        v["weight"],
+        json!({"expected_g": 1000, "measured_g": 1300, "ok": false})
+    );
+    assert_eq!(
+        v["flags"],
+        json!([
+            "check_failed",
+            "missing_item",
+            "unexpected_item",
+            "weight_mismatch"
+        ])
+    );
+    assert_eq!(v["unexpected"], json!(["4006381333931"]));
+
+    // The receipt signs the verification's digest.
+    let (_, proof) = st.get(&format!(
+        "/api/v1/verify?token={}",
+        r["token"].as_str().unwrap()
+    ));
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(v.to_string().as_bytes()));
+    assert_eq!(proof["claims"]["vd"], want.as_str(), "{proof}");
+    assert_eq!(proof["claims"]["wg"], 1300);
+
+    // A return without rules is taken as always: no verification.
+    let plain = st.checkin("RT-CHECK-0003", "SF1234567890124");
+    let plain_id = plain["parcel_id"].as_str().unwrap();
+    let e = accepted_event(&st, plain_id);
+    assert!(
+        e.get("verification").is_some(),
+        "0003 has a freight rule: {e}"
+    );
+    let old = st.checkin("RT-PLAIN-0001", "SF1234567890125");
+    let e = accepted_event(&st, old["parcel_id"].as_str().unwrap());
+    assert!(e.get("verification").is_none(), "{e}");
+}

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::CheckinError;
+use super::inspect::{Answer, Submitted};
 use crate::carrier::{self, Carriers};
 use crate::manifest::Item;
 use crate::parcel::Condition;
@@ -31,6 +32,12 @@ pub struct AcceptInput {
     pub items: Option<Vec<ItemTick>>,
     #[serde(default)]
     pub clerk_id: Option<String>,
+    /// Answers to the merchant's checklist by check id (SPEC §2.5).
+    #[serde(default)]
+    pub checks: Option<HashMap<String, Answer>>,
+    /// Item barcodes scanned at the counter, one per item in the parcel.
+    #[serde(default)]
+    pub gtins: Option<Vec<String>>,
 }
 
 /// One ticked line: this many of this SKU are in the parcel.
@@ -41,7 +48,30 @@ pub struct ItemTick {
     pub qty: u32,
 }
 
+/// Most item barcodes one acceptance scans.
+const MAX_GTINS: usize = 500;
+
 impl AcceptInput {
+    /// Takes out what the merchant's checks read (the checklist answers and
+    /// the item barcodes), leaving the fields of the parcel.
+    pub fn take_checks(&mut self) -> Result<Submitted, CheckinError> {
+        let gtins = self.gtins.take().unwrap_or_default();
+        if gtins.len() > MAX_GTINS {
+            return Err(CheckinError::invalid(
+                "invalid_field",
+                format!("at most {MAX_GTINS} gtins per parcel"),
+            ));
+        }
+        let gtins = gtins
+            .into_iter()
+            .map(|g| bounded_text("gtin", g, 32))
+            .collect::<Result<_, _>>()?;
+        Ok(Submitted {
+            checks: self.checks.take(),
+            gtins,
+        })
+    }
+
     /// Checks every field and turns it into the changes to store.
     pub fn into_changes(
         self,
@@ -186,11 +216,13 @@ mod tests {
                 sku: "A".into(),
                 name: "Shoe".into(),
                 qty: 2,
+                gtin: None,
             },
             Item {
                 sku: "B".into(),
                 name: "Box".into(),
                 qty: 1,
+                gtin: None,
             },
         ]
     }

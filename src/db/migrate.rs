@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_self_service_keys",
         sql: include_str!("../../migrations/0007_self_service_keys.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_verification",
+        sql: include_str!("../../migrations/0008_verification.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::parcel::store::{Parcel, TickedItem};
+use crate::parcel::verification::Verification;
 use crate::parcel::{Channel, Condition};
 use crate::photo::Photo;
 
@@ -43,6 +44,9 @@ pub enum Event {
         note: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clerk_id: Option<String>,
+        /// What the clerk found against the merchant's rules (SPEC §2.5).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification: Option<Box<Verification>>,
     },
     /// A photo added to a parcel already in custody.
     #[serde(rename = "parcel.photo_added")]
@@ -111,6 +115,7 @@ impl Event {
             weight_g: p.weight_g,
             note: p.note.clone(),
             clerk_id: p.clerk_id.clone(),
+            verification: p.verification.clone().map(Box::new),
         }
     }
 
@@ -132,6 +137,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parcel::verification::{Answer, Flag, ItemFound, WeightCheck};
     use crate::photo::Kind;
 
     fn photo() -> Photo {
@@ -169,6 +175,26 @@ mod tests {
             weight_g: full.then_some(850),
             note: full.then(|| "box dented".into()),
             clerk_id: full.then(|| "li".into()),
+            verification: full.then(|| {
+                Box::new(Verification {
+                    return_type: Some(crate::manifest::ReturnType::Return),
+                    items: vec![ItemFound {
+                        sku: "SKU-1".into(),
+                        gtin: Some("6901234567892".into()),
+                        expected: 2,
+                        found: Some(1),
+                    }],
+                    checks: [("tags_attached".to_owned(), Answer::Yes)].into(),
+                    freight: Some(crate::manifest::Freight::Prepaid),
+                    weight: Some(WeightCheck {
+                        expected_g: 900,
+                        measured_g: Some(850),
+                        ok: true,
+                    }),
+                    flags: vec![Flag::MissingItem],
+                    unexpected: Vec::new(),
+                })
+            }),
         };
         let (accepted_min, accepted_full) = (accepted(false), accepted(true));
         let photo_json =
@@ -194,7 +220,7 @@ mod tests {
             (
                 accepted_full,
                 format!(
-                    r#"{{"data":{{"carrier":"SF","channel":"clerk","clerk_id":"li","condition":"intact","items":[{{"name":"Mug","qty":1,"qty_expected":2,"sku":"SKU-1"}}],"note":"box dented","partial":true,"photos":[{photo_json}],"provisional":false,"receipt_id":"01JD","waybill_no":"SF1234567890123","weight_g":850}},"type":"parcel.accepted"}}"#
+                    r#"{{"data":{{"carrier":"SF","channel":"clerk","clerk_id":"li","condition":"intact","items":[{{"name":"Mug","qty":1,"qty_expected":2,"sku":"SKU-1"}}],"note":"box dented","partial":true,"photos":[{photo_json}],"provisional":false,"receipt_id":"01JD","verification":{{"checks":{{"tags_attached":"yes"}},"flags":["missing_item"],"freight":"prepaid","items":[{{"expected":2,"found":1,"gtin":"6901234567892","sku":"SKU-1"}}],"type":"return","weight":{{"expected_g":900,"measured_g":850,"ok":true}}}},"waybill_no":"SF1234567890123","weight_g":850}},"type":"parcel.accepted"}}"#
                 ),
             ),
             (

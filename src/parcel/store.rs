@@ -12,6 +12,7 @@ use super::{Action, Channel, Condition, ParcelId, State, TransitionError};
 use crate::clock;
 use crate::code::Source;
 use crate::db::DbError;
+use crate::parcel::verification::Verification;
 use crate::photo::{Kind, Photo};
 
 /// An item of the return as ticked by the clerk.
@@ -53,6 +54,9 @@ pub struct Parcel {
     pub created_at: String,
     pub updated_at: String,
     pub photos: Vec<Photo>,
+    /// What the clerk found against the merchant's rules, if it asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 /// A parcel that failed to load or change.
@@ -107,6 +111,7 @@ pub struct Changes {
     pub hold_reason: Option<String>,
     /// A receipt id to issue, if the parcel has none yet.
     pub receipt_id: Option<String>,
+    pub verification: Option<Verification>,
 }
 
 pub fn insert_draft(tx: &Transaction<'_>, d: &NewDraft) -> Result<ParcelId, DbError> {
@@ -203,6 +208,11 @@ pub fn transition_from(
         .items
         .as_ref()
         .map(|i| serde_json::to_string(i).unwrap_or_default());
+    // Plain data: serialising cannot fail.
+    let verification = changes
+        .verification
+        .as_ref()
+        .map(|v| serde_json::to_string(v).unwrap_or_default());
     // No `RETURNING`: SQLite builds a temporary table for an UPDATE's
     // returned rows on every run, which cost more than reading the row
     // back by its primary key (measured: docs/PERFORMANCE.md).
@@ -215,7 +225,8 @@ pub fn transition_from(
                clerk_id = COALESCE(?11, clerk_id), reject_reason = COALESCE(?12, reject_reason),
                hold_reason = COALESCE(?13, hold_reason),
                receipt_id = COALESCE(receipt_id, ?14),
-               receipt_at = CASE WHEN receipt_id IS NULL AND ?14 IS NOT NULL THEN ?3 ELSE receipt_at END
+               receipt_at = CASE WHEN receipt_id IS NULL AND ?14 IS NOT NULL THEN ?3 ELSE receipt_at END,
+               verification = COALESCE(?16, verification)
              WHERE id = ?1 AND state = ?15",
         )?
         .execute(params![
@@ -234,6 +245,7 @@ pub fn transition_from(
             changes.hold_reason,
             changes.receipt_id,
             before.state.as_str(),
+            verification,
         ]);
     match updated {
         Ok(1) => {}
@@ -262,7 +274,7 @@ fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
 
 const COLUMNS: &str = "id, return_no, merchant_id, order_no, state, channel, provisional, source,
     waybill_no, carrier, weight_g, condition, note, items, clerk_id, reject_reason, hold_reason,
-    receipt_id, receipt_at, custody_at, created_at, updated_at";
+    receipt_id, receipt_at, custody_at, created_at, updated_at, verification";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Parcel> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -303,6 +315,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Parcel> {
         custody_at: r.get(19)?,
         created_at: text(20)?,
         updated_at: text(21)?,
+        verification: r
+            .get::<_, Option<String>>(22)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
         photos: Vec::new(),
     })
 }
