@@ -758,3 +758,174 @@ fn y4m_showing(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The merchant's checks at the counter (SPEC §2.5), walked through on the
+/// clerk screen in both languages: the item barcodes scanned (one that is
+/// not in the return is noted), the checklist answered with a tap each,
+/// the weight typed; the event says what was found. A required check
+/// answered "no" refuses the parcel with words the clerk can act on.
+#[test]
+fn a_clerk_walks_through_the_merchants_checklist_in_both_languages() {
+    let st = TestStation::start();
+    st.add_clerk("wei", "张伟", "2468");
+    let rules = |rn: &str| {
+        json!({"return_no": rn, "merchant_id": "M1", "status": "authorized",
+         "type": "exchange", "carrier": "SF", "weight_g": 800,
+         "items": [{"sku": "SKU-1", "name": "T恤", "qty": 1, "gtin": "6901234567892"},
+                   {"sku": "SKU-2", "name": "袜子", "qty": 1, "gtin": "6901234567908"}],
+         "checks": [{"id": "tags_attached", "label": "吊牌完好 Tags attached", "required": true},
+                    {"id": "unused", "label": "未使用 Unused", "required": false}]})
+    };
+    st.import_manifest(json!({"returns": [rules("RT-CHECK-0001"), rules("RT-CHECK-0002")]}));
+    let b = Browser::start(1280, 800);
+    b.goto(&st.url("/"));
+    b.click("#c-to-clerk");
+    b.wait_js(
+        "the login screen",
+        "return document.body.dataset.screen === 'k-login'",
+    );
+    b.type_into("#k-id", "wei");
+    b.type_into("#k-pin", &format!("2468{ENTER}"));
+    b.wait_js(
+        "the console",
+        "return document.body.dataset.screen === 'k-console'",
+    );
+
+    let field = "#k-field";
+    let step_is = |step: &str| {
+        b.wait_js(
+            step,
+            &format!(
+                "return document.querySelector('#k-steps li.current').dataset.step === '{step}'"
+            ),
+        );
+    };
+    let to_confirm = |rn: &str, waybill: &str| {
+        b.type_into(field, &format!("{rn}{ENTER}"));
+        step_is("photo");
+        b.wait_js(
+            "the camera",
+            "return document.querySelector('#k-video').videoWidth > 0",
+        );
+        b.type_into(field, ENTER);
+        b.wait_js(
+            "a photo",
+            "return document.querySelectorAll('#k-thumbs span').length === 1",
+        );
+        b.type_into(field, &format!("{waybill}{ENTER}"));
+        step_is("items");
+    };
+
+    // In Chinese: the type and the designated courier on the card, items
+    // by barcode, one stranger's barcode noted.
+    to_confirm("RT-CHECK-0001", "SF1234567890123");
+    assert!(
+        b.text("#k-return").contains("换货"),
+        "{}",
+        b.text("#k-return")
+    );
+    assert!(
+        b.text("#k-prompt").contains("扫描商品条码"),
+        "{}",
+        b.text("#k-prompt")
+    );
+    b.type_into(field, &format!("6901234567892{ENTER}"));
+    b.wait_js(
+        "ticked",
+        "return document.querySelector('#k-msg').textContent.includes('T恤')",
+    );
+    b.type_into(field, &format!("4006381333931{ENTER}"));
+    b.wait_js(
+        "noted",
+        "return document.querySelector('#k-msg').textContent.includes('4006381333931')",
+    );
+    b.type_into(field, &format!("6901234567908{ENTER}"));
+    b.wait_js(
+        "both ticked",
+        "return document.querySelector('#k-msg').textContent.includes('袜子')",
+    );
+    b.screenshot("checks-1-items-zh");
+    b.type_into(field, ENTER);
+    step_is("confirm");
+    assert!(b.visible("#k-checks"));
+    assert!(
+        b.text("#k-checks").contains("吊牌完好"),
+        "{}",
+        b.text("#k-checks")
+    );
+    // Enter before the checklist is answered: it says so, nothing is sent.
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "the reminder",
+        "return document.querySelector('#k-msg').textContent.includes('商家检查项')",
+    );
+    b.click("#k-checks [data-check='tags_attached'] button[data-answer='yes']");
+    b.click("#k-checks [data-check='unused'] button[data-answer='na']");
+    b.type_into("#k-weight", "790");
+    b.screenshot("checks-2-checklist-zh");
+    b.type_into(field, ENTER);
+    b.wait_js("accepted", "return document.querySelector('#k-receipt img') && document.querySelector('#k-steps li.current').dataset.step === 'scan'");
+    let body: String = st
+        .db()
+        .query_row(
+            "SELECT b.body FROM events e JOIN event_bodies b ON b.seq = e.seq
+             JOIN parcels p ON p.id = e.parcel_id
+             WHERE e.type = 'parcel.accepted' AND p.return_no = 'RT-CHECK-0001'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let v = serde_json::from_str::<Value>(&body).unwrap()["data"]["verification"].clone();
+    assert_eq!(
+        v["checks"],
+        json!({"tags_attached": "yes", "unused": "na"}),
+        "{v}"
+    );
+    assert_eq!(v["items"][0]["found"], 1);
+    assert_eq!(v["items"][1]["found"], 1);
+    assert_eq!(v["weight"]["measured_g"], 790);
+    assert_eq!(v["flags"], json!(["unexpected_item"]));
+    assert_eq!(v["unexpected"], json!(["4006381333931"]));
+
+    // In English: the same walk, a required check answered "no" refuses.
+    b.click("#lang");
+    b.wait_js("English", "return document.documentElement.lang === 'en'");
+    to_confirm("RT-CHECK-0002", "SF1234567890124");
+    assert!(
+        b.text("#k-return").contains("Exchange"),
+        "{}",
+        b.text("#k-return")
+    );
+    b.type_into(field, ENTER);
+    step_is("confirm");
+    assert!(
+        b.text("#k-checks").contains("The merchant's checks"),
+        "{}",
+        b.text("#k-checks")
+    );
+    b.click("#k-checks [data-check='tags_attached'] button[data-answer='no']");
+    b.click("#k-checks [data-check='unused'] button[data-answer='yes']");
+    b.screenshot("checks-3-checklist-en");
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "the refusal",
+        "return document.querySelector('#k-msg').textContent.includes('required check failed')",
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#k-msg').className"),
+        json!("msg bad")
+    );
+    b.screenshot("checks-4-refused-en");
+    let state: String = st
+        .db()
+        .query_row(
+            "SELECT state FROM parcels WHERE return_no = 'RT-CHECK-0002'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        state, "draft",
+        "refused, nothing recorded: the clerk rejects it"
+    );
+}

@@ -12,7 +12,7 @@ import { refreshOverdue } from "./overdue.js";
 
 const STEPS = ["scan", "photo", "waybill", "items", "confirm"];
 let step = "scan";
-const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploading: false };
+const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploading: false, rules: {}, answers: {}, gtins: [] };
 
 export const msg = (text, ok) => say("k-msg", text, ok);
 
@@ -27,15 +27,23 @@ function setStep(s) {
     li.classList.toggle("current", j === i);
     li.classList.toggle("done", j < i);
   });
-  $("k-prompt").textContent = t("k.prompt." + s);
+  $("k-prompt").textContent = promptFor(s);
   $("k-items").hidden = s !== "items";
   $("k-confirm").hidden = s !== "confirm";
+  if (s === "confirm") renderChecks();
   if (s === "photo") startCamera($("k-video")).catch(() => msg(t("c.photo.nocamera"), false));
   focusField();
 }
 
+// Where the items have barcodes, the clerk scans them rather than ticks.
+const scansItems = () => ck.items.some((it) => it.gtin);
+const promptFor = (s) => t(s === "items" && scansItems() ? "k.prompt.items.scan" : "k.prompt." + s);
+
 onLanguage(() => {
-  $("k-prompt").textContent = t("k.prompt." + step);
+  $("k-prompt").textContent = promptFor(step);
+  if (ck.ret) showReturn(ck.ret, "");
+  if (step === "items") renderItems();
+  if (step === "confirm") renderChecks();
 });
 
 export function resetCheckin() {
@@ -44,6 +52,9 @@ export function resetCheckin() {
   ck.photos = 0;
   ck.waybill = "";
   ck.items = [];
+  ck.rules = {};
+  ck.answers = {};
+  ck.gtins = [];
   $("k-return").hidden = true;
   $("k-lookup").hidden = true;
   $("k-thumbs").replaceChildren();
@@ -58,14 +69,23 @@ function showReturn(ret, extra) {
   const card = $("k-return");
   card.hidden = false;
   card.className = "card accept";
-  const about = (ret.order_no ? " · " + ret.order_no : "") + (extra ? " · " + extra : "");
+  let about = (ret.order_no ? " · " + ret.order_no : "") + (extra ? " · " + extra : "");
+  if (ck.rules.type) about += " · " + t("k.type." + ck.rules.type);
+  if (ck.rules.carrier) about += " · " + t("k.carrier.designated", { c: ck.rules.carrier });
   const el = clone("return", { return_no: ret.return_no, about, "waybill-label": t("k.waybill"), waybill: ck.waybill });
   el.querySelector(".waybill-line").hidden = !ck.waybill;
   card.replaceChildren(el);
 }
 
 function itemsOf(items) {
-  return (items || []).map((it) => ({ sku: it.sku, name: it.name, qty_expected: it.qty, qty: it.qty }));
+  return (items || []).map((it) => ({ sku: it.sku, name: it.name, gtin: it.gtin, qty_expected: it.qty, qty: it.qty }));
+}
+
+// The merchant's rules of the return (SPEC §2.5), as the scan or the
+// manifest lookup gives them.
+function rulesOf(ret) {
+  const r = ret || {};
+  return { type: r.type, checks: r.checks || [], freight: r.freight, carrier: r.carrier, weight_g: r.weight_g };
 }
 
 async function clerkScan(code) {
@@ -91,6 +111,7 @@ async function clerkAnswer(a) {
   ck.ret = a.return;
   ck.photos = 0;
   ck.items = itemsOf(a.return.items);
+  ck.rules = rulesOf(a.return);
   showReturn(a.return, a.decision === "accept_provisional" ? t("c.accept_provisional") : "");
   msg(t(a.decision === "accept" ? "c.accept" : "c.accept_provisional"), true);
   setStep("photo");
@@ -105,6 +126,7 @@ export async function completeDropped(p) {
   ck.photos = full.photos.length;
   const entry = (m.returns || []).find((r) => r.return_no === full.return_no);
   ck.items = itemsOf(entry && entry.items);
+  ck.rules = rulesOf(entry);
   $("k-thumbs").replaceChildren(...full.photos.map((ph) => line("span", ph.kind)));
   showReturn(ck.ret, t("k.state.dropped"));
   msg(t("k.state.dropped"), true);
@@ -164,8 +186,56 @@ function renderItems() {
   $("k-items").replaceChildren(line("b", t("k.items")), ...rows);
 }
 
+// An item's barcode scanned at the items step: the first scan starts the
+// count from nothing, each scan adds one of that item; a barcode of no
+// item is noted for the merchant.
+function scanItem(code) {
+  if (!ck.gtins.length) ck.items.forEach((it) => (it.qty = 0));
+  ck.gtins.push(code);
+  const it = ck.items.find((x) => x.gtin === code);
+  if (it) {
+    it.qty = Math.min(it.qty + 1, it.qty_expected);
+    msg(t("k.item.ticked", { name: it.name || it.sku }), true);
+  } else msg(t("k.item.unexpected", { g: code }), false);
+  renderItems();
+}
+
+// The merchant's checklist: yes / no / n.a. for each, big buttons.
+function renderChecks() {
+  const checks = ck.rules.checks || [];
+  $("k-checks").hidden = checks.length === 0;
+  const rows = checks.map((c) => {
+    const row = clone("check", {
+      label: c.label || c.id,
+      required: c.required ? t("k.check.required") : "",
+      yes: t("k.check.yes"),
+      no: t("k.check.no"),
+      na: t("k.check.na"),
+    });
+    row.dataset.check = c.id;
+    row.querySelectorAll("button[data-answer]").forEach((b) => {
+      b.classList.toggle("chosen", ck.answers[c.id] === b.dataset.answer);
+      on(b, "click", () => {
+        ck.answers[c.id] = b.dataset.answer;
+        renderChecks();
+        focusField();
+      });
+    });
+    return row;
+  });
+  $("k-checks").replaceChildren(line("b", t("k.checks")), ...rows);
+  $("k-weight-expected").textContent = ck.rules.weight_g ? t("k.weight.expected", { g: ck.rules.weight_g }) : "";
+}
+
 async function acceptParcel() {
+  const checks = ck.rules.checks || [];
+  if (checks.some((c) => !ck.answers[c.id])) {
+    msg(t("k.checks.todo"), false);
+    return;
+  }
   const body = { waybill_no: ck.waybill, condition: $("k-condition").value };
+  if (checks.length) body.checks = ck.answers;
+  if (ck.gtins.length) body.gtins = ck.gtins;
   const w = parseInt($("k-weight").value, 10);
   if (!isNaN(w)) body.weight_g = w;
   if ($("k-note").value.trim()) body.note = $("k-note").value.trim();
@@ -204,7 +274,10 @@ onSubmit("k-scan-form", async () => {
       else msg(t("c.photo.count", { n: ck.photos, min: kiosk.min_photos }), false);
     } else if (step === "waybill") {
       if (v) setWaybill(v);
-    } else if (step === "items") setStep("confirm");
+    } else if (step === "items") {
+      if (v && scansItems()) scanItem(v);
+      else setStep("confirm");
+    }
     else if (step === "confirm") {
       if (v) setWaybill(v);
       else await acceptParcel();
@@ -280,6 +353,10 @@ registerTab("checkin", {
     if (step === "photo") startCamera($("k-video")).catch(() => {});
   },
   waybill(wb) {
+    if (step === "items" && scansItems()) {
+      scanItem(wb);
+      return true;
+    }
     const ready = step === "waybill" || step === "confirm" || (step === "photo" && ck.photos >= kiosk.min_photos);
     if (!ck.parcel || !ready) return false;
     setWaybill(wb);
