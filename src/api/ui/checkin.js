@@ -16,8 +16,15 @@ const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploadi
 
 export const msg = (text, ok) => say("k-msg", text, ok);
 
+// Back to the scanner field (the counter scanner types there), unless
+// the clerk is typing into another field by then (weight, note).
 function focusField() {
-  setTimeout(() => $("k-field").focus(), 0);
+  setTimeout(() => {
+    const el = document.activeElement;
+    const text = el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !["checkbox", "radio"].includes(el.type)));
+    const typing = text && el !== $("k-field");
+    if (!typing) $("k-field").focus();
+  }, 0);
 }
 
 function setStep(s) {
