@@ -511,6 +511,10 @@ impl Station {
         };
         let mut input = input;
         let submitted = input.take_checks()?;
+        // Not typed: the counter scale's stable reading, if one is fresh.
+        if input.weight_g.is_none() {
+            input.weight_g = self.devices().fresh_weight();
+        }
         self.take_into_custody(id, custody, move |station, tx, parcel| {
             let entry = manifest::get(tx, &parcel.return_no)?;
             let expected = entry.as_ref().map(|m| m.items.clone()).unwrap_or_default();

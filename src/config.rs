@@ -22,8 +22,8 @@ use crate::clock::ClockCheck;
 use crate::code::{OfflinePolicy, TrustedKeys};
 
 pub use hardware::{
-    AutoPrint, BAUD_RATES, CameraConfig, HardwareConfig, PrinterConfig, PrinterLink, ScannerConfig,
-    ScannerKind,
+    AutoPrint, BAUD_RATES, CameraConfig, HardwareConfig, PrinterConfig, PrinterLink, ScaleConfig,
+    ScannerConfig, ScannerKind,
 };
 pub use layer::DEFAULT_TOML;
 

@@ -14,7 +14,7 @@
 //!   fetch ([`Devices::scan`]) rather than broadcast.
 //!
 //! # Tasks
-//! One per scanner ([`scanner::run`]), one for the printer
+//! One per scanner ([`scanner::run`]), one for the scale ([`scale::run`]), one for the printer
 //! ([`printer::run`]) and one for the camera ([`camera::run`]), on the
 //! daemon's runtime (the camera's capture on a thread of its own), all
 //! stopped by [`HardwareHandle::stop`].
@@ -23,6 +23,7 @@ pub mod camera;
 pub mod evdev;
 pub mod lines;
 pub mod printer;
+pub mod scale;
 mod scanner;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -142,6 +143,8 @@ struct Inner {
     printer: tokio::sync::Notify,
     /// The camera's latest frame.
     frame: Mutex<Option<Arc<camera::Frame>>>,
+    /// The scale's latest stable reading, and when it came.
+    weight: Mutex<Option<(i64, std::time::Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,6 +225,25 @@ impl Devices {
             .as_ref()
             .filter(|f| f.at.elapsed() <= camera::FRESH)
             .cloned()
+    }
+
+    /// Keeps the scale's reading (only a stable one counts as a weight).
+    pub(crate) fn keep_weight(&self, r: scale::Reading) {
+        let mut w = lock(&self.inner.weight);
+        if r.stable {
+            *w = Some((r.grams, std::time::Instant::now()));
+        } else {
+            // The parcel is moving: the last stable weight is not its own.
+            *w = None;
+        }
+    }
+
+    /// The scale's stable reading of the last [`scale::FRESH`], in grams.
+    pub fn fresh_weight(&self) -> Option<i64> {
+        lock(&self.inner.weight)
+            .filter(|(_, at)| at.elapsed() <= scale::FRESH)
+            .map(|(g, _)| g)
+            .filter(|g| *g > 0)
     }
 
     /// A recent device scan by id.
@@ -313,6 +335,16 @@ pub fn start(station: &Station) -> HardwareHandle {
         );
         let task = tokio::spawn(camera::run(station.clone(), c, stop_rx.clone()));
         tasks.push((camera::NAME.to_owned(), task));
+    }
+    if let Some(c) = hw.scale {
+        station.devices().register(
+            scale::NAME,
+            "scale",
+            c.path.display().to_string(),
+            DeviceState::Starting,
+        );
+        let task = tokio::spawn(scale::run(station.clone(), c, stop_rx.clone()));
+        tasks.push((scale::NAME.to_owned(), task));
     }
     HardwareHandle { stop, tasks }
 }

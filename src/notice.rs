@@ -32,6 +32,8 @@ pub enum Notice {
         device: String,
         state: crate::hardware::DeviceState,
     },
+    /// The counter scale's reading changed.
+    Weight { grams: i64, stable: bool },
     /// The platform's commands put parcels on hold.
     Held { parcels: usize },
     /// The clock became untrusted, or trusted again.

@@ -59,7 +59,16 @@ pub struct EventStream {
 
 impl EventStream {
     pub fn open(st: &TestStation) -> EventStream {
-        let url = st.url("/api/v1/stream");
+        EventStream::open_url(st.url("/api/v1/stream"))
+    }
+
+    /// A clerk's stream (the session's token in the query, as the screen
+    /// sends it).
+    pub fn open_as(st: &TestStation, token: &str) -> EventStream {
+        EventStream::open_url(st.url(&format!("/api/v1/stream?token={token}")))
+    }
+
+    fn open_url(url: String) -> EventStream {
         let events = Arc::new(Mutex::new(Vec::new()));
         let out = events.clone();
         let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -688,4 +697,68 @@ fn fixed_frames_decode_to_exactly_their_codes() {
         let want = if read { s.codes.clone() } else { Vec::new() };
         assert_eq!(found, want, "frame {i} ({}, {:?})", h.name(), s.medium);
     }
+}
+
+/// The counter scale on a pseudo-terminal: its stable reading reaches the
+/// clerk's stream and weighs an acceptance whose weight was not typed; a
+/// moving reading does not count; the kiosk's anonymous stream hears
+/// nothing of it.
+#[test]
+fn the_counter_scale_weighs_the_parcel_the_clerk_did_not_weigh() {
+    let mut pty = Pty::open();
+    let mut st = TestStation::create("");
+    let link = st.dir.path().join("scale.tty");
+    pty.link(&link);
+    let mut config = std::fs::read_to_string(&st.config).unwrap();
+    config.push_str(&format!(
+        "[hardware.scale]\npath = \"{}\"\nbaud = 9600\n",
+        link.display()
+    ));
+    std::fs::write(&st.config, config).unwrap();
+    st.spawn();
+    wait_state(&st, "scale", "ok");
+    st.import_manifest(json!({"returns": [
+        {"return_no": "RT-SCALE-0001", "merchant_id": "M1", "status": "authorized", "weight_g": 900},
+        {"return_no": "RT-SCALE-0002", "merchant_id": "M1", "status": "authorized", "weight_g": 900}
+    ]}));
+    st.add_clerk("wei", "张伟", "2468");
+    let (_, session) = st.login("wei", "2468");
+    let clerk = EventStream::open_as(&st, session["token"].as_str().unwrap());
+    let kiosk = EventStream::open(&st);
+
+    // Moving, then stable: the clerk's screen hears both.
+    pty.send(b"US,GS,+000.700kg\r\n");
+    pty.send(b"ST,GS,+000.850kg\r\nST,GS,+000.850kg\r\n");
+    let heard = clerk.wait_for("weight", 2);
+    assert_eq!(heard[1]["grams"], 850, "{heard:?}");
+    assert_eq!(heard[1]["stable"], true);
+    let accept_untyped = |rn: &str, waybill: &str| {
+        let id = st.draft(rn, "clerk");
+        st.photo(&id, "label", 3);
+        let (code, r) = st.post(
+            &format!("/api/v1/parcels/{id}/accept"),
+            json!({"waybill_no": waybill}),
+        );
+        assert_eq!(code, 200, "{r}");
+        id
+    };
+    let id = accept_untyped("RT-SCALE-0001", "SF1234567890123");
+    let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(p["weight_g"], 850, "{p}");
+    assert_eq!(
+        p["verification"]["weight"],
+        json!({"expected_g": 900, "measured_g": 850, "ok": true})
+    );
+
+    // Moving again: no weight is taken from it.
+    pty.send(b"US,GS,+000.300kg\r\n");
+    clerk.wait_for("weight", 3);
+    let id = accept_untyped("RT-SCALE-0002", "SF1234567890124");
+    let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
+    assert_eq!(p["weight_g"], Value::Null, "{p}");
+    assert_eq!(p["verification"]["flags"], json!(["weight_mismatch"]));
+    assert!(
+        kiosk.named("weight").is_empty(),
+        "the kiosk stream carries no weights"
+    );
 }

@@ -102,7 +102,8 @@ impl Follow {
             return Some(notice);
         }
         match notice {
-            Notice::Parcel { .. } => None,
+            // The parcel on the counter scale is the clerk's business.
+            Notice::Parcel { .. } | Notice::Weight { .. } => None,
             Notice::Scan {
                 decision,
                 reason,
@@ -144,6 +145,7 @@ fn notice_event(n: &Notice) -> Event {
         Notice::Parcel { .. } => "parcel",
         Notice::Held { .. } => "held",
         Notice::Clock { .. } => "clock",
+        Notice::Weight { .. } => "weight",
     };
     Event::default()
         .event(name)

@@ -23,6 +23,14 @@ pub struct HardwareConfig {
     pub scanners: Vec<ScannerConfig>,
     pub camera: Option<CameraConfig>,
     pub printer: Option<PrinterConfig>,
+    pub scale: Option<ScaleConfig>,
+}
+
+/// `[hardware.scale]`: a serial counter scale (SPEC §2.5).
+#[derive(Debug, Clone)]
+pub struct ScaleConfig {
+    pub path: PathBuf,
+    pub baud: u32,
 }
 
 /// How a scanner talks to the kiosk.
@@ -114,6 +122,16 @@ pub(super) struct RawHardware {
     camera: Option<RawCamera>,
     #[serde(default)]
     printer: Option<RawPrinter>,
+    #[serde(default)]
+    scale: Option<RawScale>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScale {
+    path: String,
+    #[serde(default = "default_baud")]
+    baud: i64,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +209,11 @@ impl RawHardware {
             scanners,
             camera: self.camera.and_then(|c| camera(p, c)),
             printer: self.printer.and_then(|r| printer(p, r)),
+            scale: self.scale.and_then(|s| {
+                let path = device_path(p, "hardware.scale.path", &s.path);
+                let baud = baud(p, "hardware.scale.baud", s.baud);
+                Some(ScaleConfig { path: path?, baud })
+            }),
         }
     }
 }
@@ -423,6 +446,19 @@ mod tests {
         }
         let err = load("[hardware.camera]\ndevice = \"/dev/video0\"\ncolor = 1\n").unwrap_err();
         assert!(err.contains("color"), "{err}");
+        let err = load("[hardware.scale]\npath = \"ttyUSB0\"\nbaud = 7\n").unwrap_err();
+        for want in [
+            "hardware.scale.path = \"ttyUSB0\"",
+            "hardware.scale.baud = 7",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let c = load("[hardware.scale]\npath = \"/dev/ttyUSB0\"\n").unwrap();
+        let scale = c.hardware.scale.expect("a scale");
+        assert_eq!(
+            (scale.path.to_str(), scale.baud),
+            (Some("/dev/ttyUSB0"), 9600)
+        );
         let err = load(
             "[hardware.printer]\nkind = \"tcp\"\naddress = \"printer\"\nwidth_dots = 577\nencoding = \"klingon\"\nauto = [\"always\"]\n",
         )

@@ -67,6 +67,7 @@ export function resetCheckin() {
   $("k-thumbs").replaceChildren();
   $("k-condition").value = "intact";
   $("k-weight").value = "";
+  delete $("k-weight").dataset.scale;
   $("k-note").value = "";
   $("k-damage").checked = false;
   setStep("scan");
@@ -369,6 +370,17 @@ registerTab("checkin", {
     setWaybill(wb);
     return true;
   },
+});
+
+// The counter scale's stable reading fills the weight, unless the clerk
+// typed one.
+subscribe("weight", (w) => {
+  if (!w || !w.stable || w.grams <= 0) return;
+  const el = $("k-weight");
+  if (!el.value || el.value === el.dataset.scale) {
+    el.value = String(w.grams);
+    el.dataset.scale = el.value;
+  }
 });
 
 // A scan from the counter scanner: the daemon has decided it; the console
