@@ -518,7 +518,15 @@ impl Station {
         self.take_into_custody(id, custody, move |station, tx, parcel| {
             let entry = manifest::get(tx, &parcel.return_no)?;
             let expected = entry.as_ref().map(|m| m.items.clone()).unwrap_or_default();
+            let pooled = input.waybill_source == Some(input::WaybillSource::Pool);
+            if pooled {
+                let designated = entry.as_ref().and_then(|e| e.rules.carrier.as_deref());
+                pooled_waybill(station, tx, parcel, &mut input, designated)?;
+            }
             let mut changes = input.into_changes(&station.config().carriers, &expected)?;
+            if pooled {
+                changes.waybill_source = Some("pool".into());
+            }
             let found = inspect::Found {
                 checks: submitted.checks,
                 gtins: submitted.gtins,
@@ -746,6 +754,52 @@ fn return_info(parsed: &Parsed, facts: &Facts) -> ReturnInfo {
             (None, Parsed::Number(_)) => Source::Unverified,
         },
     }
+}
+
+/// A parcel without a label: the next e-waybill number of its carrier (the
+/// one given, else the merchant's designated one) from the pool, in the
+/// acceptance's transaction.
+fn pooled_waybill(
+    station: &Station,
+    tx: &rusqlite::Transaction<'_>,
+    parcel: &Parcel,
+    input: &mut AcceptInput,
+    designated: Option<&str>,
+) -> Result<(), CheckinError> {
+    if !input.waybill_no.trim().is_empty() {
+        return Err(CheckinError::invalid(
+            "invalid_waybill",
+            "waybill_source \"pool\" takes a number from the pool: send no waybill_no",
+        ));
+    }
+    let given = input
+        .carrier
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .or(designated)
+        .ok_or_else(|| {
+            CheckinError::invalid(
+                "unknown_carrier",
+                "a number from the pool needs the carrier: give carrier",
+            )
+        })?;
+    let carrier = station
+        .config()
+        .carriers
+        .by_code(given)
+        .map_or_else(|| given.to_ascii_uppercase(), |c| c.code.clone());
+    let number = crate::pool::take(tx, &carrier, parcel.id.as_str())?.ok_or_else(|| {
+        CheckinError::refused(
+            "pool_empty",
+            format!(
+                "no e-waybill numbers left for {carrier}: scan a label from the courier, or wait for the platform to send more"
+            ),
+        )
+    })?;
+    input.waybill_no = number;
+    input.carrier = Some(carrier);
+    Ok(())
 }
 
 /// What differs between the two ways into custody.

@@ -29,6 +29,7 @@ pub mod notice;
 pub mod outbox;
 pub mod parcel;
 pub mod photo;
+pub mod pool;
 pub mod print;
 pub mod receipt;
 pub mod return_no;

@@ -145,6 +145,9 @@ pub struct ManifestPage {
     pub returns: Vec<ReturnEntry>,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Blocks of e-waybill numbers for the station's pools (SPEC §2.5).
+    #[serde(default)]
+    pub waybill_pools: Vec<crate::pool::Block>,
 }
 
 /// Why a manifest could not be taken in.
@@ -214,6 +217,17 @@ pub fn parse(json: &[u8]) -> Result<ManifestPage, ManifestError> {
         }
         check_rules(entry).map_err(problem)?;
     }
+    page.waybill_pools = std::mem::take(&mut page.waybill_pools)
+        .into_iter()
+        .enumerate()
+        .map(|(index, b)| {
+            b.checked().map_err(|problem| ManifestError::Entry {
+                index,
+                return_no: "waybill_pools".into(),
+                problem,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(page)
 }
 

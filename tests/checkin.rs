@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{TestStation, manifest_of, png};
+use crate::util::{TestStation, manifest_of, png, wait_until};
 
 fn events(st: &TestStation) -> Vec<(i64, String, Option<String>)> {
     let db = st.db();
@@ -472,4 +472,166 @@ fn the_merchants_checks_refuse_or_flag_and_travel_with_the_parcel() {
     let old = st.checkin("RT-PLAIN-0001", "SF1234567890125");
     let e = accepted_event(&st, old["parcel_id"].as_str().unwrap());
     assert!(e.get("verification").is_none(), "{e}");
+}
+
+/// Accepts parcel `id` with the next number of the SF pool through
+/// `client` (base URL `base`); `None` if the request did not complete.
+fn accept_from_pool(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    id: &str,
+) -> Option<(u16, Value)> {
+    let resp = client
+        .post(format!("{base}/api/v1/parcels/{id}/accept"))
+        .json(&json!({"waybill_source": "pool", "carrier": "SF"}))
+        .send()
+        .ok()?;
+    let code = resp.status().as_u16();
+    Some((code, resp.json().ok()?))
+}
+
+/// Pool numbers used by committed parcels, and whether each such parcel
+/// holds that very number (as its waybill, from the pool).
+fn pool_use(st: &TestStation) -> Vec<(String, bool)> {
+    let c = st.db();
+    let mut stmt = c
+        .prepare(
+            "SELECT w.waybill_no, EXISTS (SELECT 1 FROM parcels p WHERE p.id = w.parcel_id
+                 AND p.waybill_no = w.waybill_no AND p.state = 'accepted' AND p.waybill_source = 'pool')
+             FROM waybill_pool w WHERE w.parcel_id IS NOT NULL ORDER BY 1",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// E-waybill pools (SPEC §2.5): concurrent acceptances from several
+/// clients never share a number; a kill -9 in the middle neither loses nor
+/// reuses one; an empty pool refuses with what to do.
+#[test]
+fn pool_numbers_are_never_shared_lost_or_reused() {
+    let mut st = TestStation::start();
+    let rns: Vec<String> = (1..=40).map(|i| format!("RT-POOL-{i:04}")).collect();
+    let numbers: Vec<String> = (1..=30).map(|i| format!("SF9{i:012}")).collect();
+    let mut manifest = manifest_of(&rns.iter().map(String::as_str).collect::<Vec<_>>());
+    manifest["waybill_pools"] = json!([{"carrier": "sf", "numbers": numbers, "block_id": "B1"}]);
+    st.import_manifest(manifest);
+    let drafts = |st: &TestStation, rns: &[String]| -> Vec<String> {
+        rns.iter()
+            .map(|rn| {
+                let id = st.draft(rn, "clerk");
+                st.photo(&id, "label", 1);
+                id
+            })
+            .collect()
+    };
+
+    // Four clients at once, twelve parcels.
+    let ids = drafts(&st, &rns[..12]);
+    let base = st.base.clone();
+    let got: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = ids
+            .chunks(3)
+            .map(|chunk| {
+                let (client, base) = (st.client.clone(), base.clone());
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|id| {
+                            let (code, r) =
+                                accept_from_pool(&client, &base, id).expect("an answer");
+                            assert_eq!(code, 200, "{r}");
+                            r["waybill_no"].as_str().unwrap().to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let distinct: std::collections::BTreeSet<&String> = got.iter().collect();
+    assert_eq!(distinct.len(), 12, "shared numbers: {got:?}");
+    assert!(got.iter().all(|n| numbers.contains(n)), "{got:?}");
+    let e = accepted_event(&st, &ids[0]);
+    assert_eq!(e["waybill_source"], "pool", "{e}");
+
+    // Twelve more, and the daemon killed while they are in flight.
+    let ids = drafts(&st, &rns[12..24]);
+    std::thread::scope(|s| {
+        for chunk in ids.chunks(3) {
+            let (client, base) = (st.client.clone(), base.clone());
+            s.spawn(move || {
+                for id in chunk {
+                    // Killed under it: no answer is an answer here.
+                    let _ = accept_from_pool(&client, &base, id);
+                }
+            });
+        }
+        wait_until(
+            "some of the second batch to commit",
+            std::time::Duration::from_secs(20),
+            || (pool_use(&st).len() > 12).then_some(()),
+        );
+        st.kill9();
+    });
+    let used = pool_use(&st);
+    assert!(
+        used.iter().all(|(_, held)| *held),
+        "a number marked used without its parcel: {used:?}"
+    );
+    st.spawn();
+
+    // Back up: the rest of the pool, then a clear refusal.
+    let left: Vec<String> = {
+        let c = st.db();
+        let mut stmt = c
+            .prepare("SELECT id FROM parcels WHERE state = 'draft' AND return_no LIKE 'RT-POOL-%' ORDER BY return_no")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let more = drafts(&st, &rns[24..]);
+    let mut refused = None;
+    for id in left.iter().chain(&more) {
+        let (code, r) = accept_from_pool(&st.client, &st.base, id).expect("an answer");
+        if code != 200 {
+            refused = Some((code, r));
+            break;
+        }
+    }
+    let (code, r) = refused.expect("the pool ran out");
+    assert_eq!(
+        (code, r["error"]["code"].as_str()),
+        (409, Some("pool_empty")),
+        "{r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scan a label"),
+        "{r}"
+    );
+    let used = pool_use(&st);
+    assert_eq!(used.len(), 30, "every number used once: {used:?}");
+    assert!(used.iter().all(|(_, held)| *held), "{used:?}");
+    let waybills: Vec<String> = {
+        let c = st.db();
+        let mut stmt = c
+            .prepare("SELECT waybill_no FROM parcels WHERE waybill_source = 'pool'")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let distinct: std::collections::BTreeSet<&String> = waybills.iter().collect();
+    assert_eq!((waybills.len(), distinct.len()), (30, 30), "{waybills:?}");
 }

@@ -18,7 +18,13 @@ const MAX_WEIGHT_G: i64 = 100_000;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInput {
+    /// The courier label's number; empty with `waybill_source: "pool"`.
+    #[serde(default)]
     pub waybill_no: String,
+    /// `"pool"`: the parcel has no label; take the next e-waybill number
+    /// of its carrier from the pool (SPEC §2.5).
+    #[serde(default)]
+    pub waybill_source: Option<WaybillSource>,
     #[serde(default)]
     pub carrier: Option<String>,
     #[serde(default)]
@@ -38,6 +44,16 @@ pub struct AcceptInput {
     /// Item barcodes scanned at the counter, one per item in the parcel.
     #[serde(default)]
     pub gtins: Option<Vec<String>>,
+}
+
+/// Where the waybill number comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaybillSource {
+    /// The courier's own label, scanned (the default).
+    Label,
+    /// The station's pool of e-waybill numbers.
+    Pool,
 }
 
 /// One ticked line: this many of this SKU are in the parcel.

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_verification",
         sql: include_str!("../../migrations/0008_verification.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_waybill_pools",
+        sql: include_str!("../../migrations/0009_waybill_pools.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

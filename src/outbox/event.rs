@@ -47,6 +47,9 @@ pub enum Event {
         /// What the clerk found against the merchant's rules (SPEC §2.5).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verification: Option<Box<Verification>>,
+        /// `pool` when the waybill number came from the station's pool.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waybill_source: Option<String>,
     },
     /// A photo added to a parcel already in custody.
     #[serde(rename = "parcel.photo_added")]
@@ -116,6 +119,7 @@ impl Event {
             note: p.note.clone(),
             clerk_id: p.clerk_id.clone(),
             verification: p.verification.clone().map(Box::new),
+            waybill_source: p.waybill_source.clone(),
         }
     }
 
@@ -195,6 +199,7 @@ mod tests {
                     unexpected: Vec::new(),
                 })
             }),
+            waybill_source: full.then(|| "pool".into()),
         };
         let (accepted_min, accepted_full) = (accepted(false), accepted(true));
         let photo_json =
@@ -220,7 +225,7 @@ mod tests {
             (
                 accepted_full,
                 format!(
-                    r#"{{"data":{{"carrier":"SF","channel":"clerk","clerk_id":"li","condition":"intact","items":[{{"name":"Mug","qty":1,"qty_expected":2,"sku":"SKU-1"}}],"note":"box dented","partial":true,"photos":[{photo_json}],"provisional":false,"receipt_id":"01JD","verification":{{"checks":{{"tags_attached":"yes"}},"flags":["missing_item"],"freight":"prepaid","items":[{{"expected":2,"found":1,"gtin":"6901234567892","sku":"SKU-1"}}],"type":"return","weight":{{"expected_g":900,"measured_g":850,"ok":true}}}},"waybill_no":"SF1234567890123","weight_g":850}},"type":"parcel.accepted"}}"#
+                    r#"{{"data":{{"carrier":"SF","channel":"clerk","clerk_id":"li","condition":"intact","items":[{{"name":"Mug","qty":1,"qty_expected":2,"sku":"SKU-1"}}],"note":"box dented","partial":true,"photos":[{photo_json}],"provisional":false,"receipt_id":"01JD","verification":{{"checks":{{"tags_attached":"yes"}},"flags":["missing_item"],"freight":"prepaid","items":[{{"expected":2,"found":1,"gtin":"6901234567892","sku":"SKU-1"}}],"type":"return","weight":{{"expected_g":900,"measured_g":850,"ok":true}}}},"waybill_no":"SF1234567890123","waybill_source":"pool","weight_g":850}},"type":"parcel.accepted"}}"#
                 ),
             ),
             (

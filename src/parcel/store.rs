@@ -57,6 +57,9 @@ pub struct Parcel {
     /// What the clerk found against the merchant's rules, if it asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// `pool` when the waybill number came from the station's pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waybill_source: Option<String>,
 }
 
 /// A parcel that failed to load or change.
@@ -112,6 +115,7 @@ pub struct Changes {
     /// A receipt id to issue, if the parcel has none yet.
     pub receipt_id: Option<String>,
     pub verification: Option<Verification>,
+    pub waybill_source: Option<String>,
 }
 
 pub fn insert_draft(tx: &Transaction<'_>, d: &NewDraft) -> Result<ParcelId, DbError> {
@@ -226,7 +230,8 @@ pub fn transition_from(
                hold_reason = COALESCE(?13, hold_reason),
                receipt_id = COALESCE(receipt_id, ?14),
                receipt_at = CASE WHEN receipt_id IS NULL AND ?14 IS NOT NULL THEN ?3 ELSE receipt_at END,
-               verification = COALESCE(?16, verification)
+               verification = COALESCE(?16, verification),
+               waybill_source = COALESCE(?17, waybill_source)
              WHERE id = ?1 AND state = ?15",
         )?
         .execute(params![
@@ -246,6 +251,7 @@ pub fn transition_from(
             changes.receipt_id,
             before.state.as_str(),
             verification,
+            changes.waybill_source,
         ]);
     match updated {
         Ok(1) => {}
@@ -274,7 +280,7 @@ fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
 
 const COLUMNS: &str = "id, return_no, merchant_id, order_no, state, channel, provisional, source,
     waybill_no, carrier, weight_g, condition, note, items, clerk_id, reject_reason, hold_reason,
-    receipt_id, receipt_at, custody_at, created_at, updated_at, verification";
+    receipt_id, receipt_at, custody_at, created_at, updated_at, verification, waybill_source";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Parcel> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -318,6 +324,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Parcel> {
         verification: r
             .get::<_, Option<String>>(22)?
             .and_then(|s| serde_json::from_str(&s).ok()),
+        waybill_source: r.get(23)?,
         photos: Vec::new(),
     })
 }

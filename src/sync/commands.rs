@@ -71,6 +71,8 @@ enum Command {
     /// acceptance of it goes `held`.
     UnknownReturn(String),
     Refresh,
+    /// A block of e-waybill numbers for the pools (SPEC §2.5).
+    Pool(crate::pool::Block),
     Status {
         return_no: String,
         status: String,
@@ -132,6 +134,11 @@ fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
         "return.cancelled" => Command::Cancelled(return_no(&env.data)?),
         "return.unknown" => Command::UnknownReturn(return_no(&env.data)?),
         "manifest.refresh" => Command::Refresh,
+        "waybill.pool" => {
+            let block: crate::pool::Block =
+                serde_json::from_value(env.data.clone()).map_err(|e| bad(format!("data: {e}")))?;
+            Command::Pool(block.checked().map_err(|e| bad(format!("data: {e}")))?)
+        }
         "parcel.status" => {
             let status = env
                 .data
@@ -199,6 +206,15 @@ fn apply_in(
             ("return.unknown", Applied::Done(text), held)
         }
         Command::Refresh => ("manifest.refresh", Applied::Done("refresh".into()), 0),
+        Command::Pool(block) => {
+            let added = crate::pool::add(tx, &block)?;
+            let text = format!(
+                "{added} new e-waybill number(s) for {} ({} sent)",
+                block.carrier,
+                block.numbers.len()
+            );
+            ("waybill.pool", Applied::Done(text), 0)
+        }
         Command::Status {
             return_no,
             status,
@@ -302,6 +318,14 @@ mod tests {
                 br#"{"command_id":"c1","type":"parcel.status","data":{"return_no":"RT000001","status":"x","at":"yesterday"}}"#,
                 "data.at",
             ),
+            (
+                br#"{"command_id":"c1","type":"waybill.pool","data":{"carrier":"SF","numbers":["x"]}}"#,
+                "not a waybill number",
+            ),
+            (
+                br#"{"command_id":"c1","type":"waybill.pool","data":{"carrier":"SF"}}"#,
+                "data: missing field `numbers`",
+            ),
             (&[0xff, 0xfe][..], "expected"),
         ] {
             match parse(payload) {
@@ -310,6 +334,22 @@ mod tests {
                 Ok(_) => panic!("{:?} parsed", String::from_utf8_lossy(payload)),
             }
         }
+    }
+
+    #[test]
+    fn a_pool_block_parses_normalised() {
+        let (_, c) = parse(
+            br#"{"command_id":"c2","type":"waybill.pool","data":{"carrier":"yto","numbers":["yt 1234 5678 9012"],"block_id":"B7"}}"#,
+        )
+        .unwrap();
+        let Command::Pool(b) = c else {
+            panic!("not a pool command")
+        };
+        assert_eq!(
+            (b.carrier.as_str(), b.numbers[0].as_str()),
+            ("YTO", "YT123456789012")
+        );
+        assert_eq!(b.block_id.as_deref(), Some("B7"));
     }
 
     #[test]

@@ -57,6 +57,9 @@ async fn pull_manifest(ctx: &Ctx, platform: &Platform) -> Result<usize, SyncErro
         let held = ctx
             .write(Durability::Full, move |tx| {
                 crate::manifest::upsert(tx, &page.returns)?;
+                for block in &page.waybill_pools {
+                    crate::pool::add(tx, block)?;
+                }
                 let mut held = 0;
                 for r in &page.returns {
                     if r.status == crate::manifest::ReturnStatus::Cancelled {
