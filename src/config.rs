@@ -53,6 +53,9 @@ pub struct StationConfig {
     /// Self-service drafts open at once, at most (anonymous scans cannot
     /// flood the database).
     pub max_self_drafts: u32,
+    /// A carrier's e-waybill pool with fewer free numbers than this is a
+    /// warning (SPEC §2.5).
+    pub waybill_low_water: u32,
 }
 
 /// `[storage]`: where data lives and how much of it.

@@ -73,6 +73,8 @@ pub struct Gauges {
     /// Login locks started since start (a clerk's wrong PINs, a client's
     /// made-up ids).
     pub login_lockouts: u64,
+    /// The e-waybill pools against their low-water mark.
+    pub waybill_pools: Vec<crate::pool::Level>,
 }
 
 impl Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
         self.render_counters(&mut out);
         render_gauges(&mut out, g);
         self.render_devices(&mut out, g);
+        render_pools(&mut out, g);
         out
     }
 
@@ -233,6 +236,40 @@ impl Metrics {
             );
             let _ = writeln!(out, "yizhan_print_jobs_queued {n}");
         }
+    }
+}
+
+/// The e-waybill pools, one series per carrier.
+fn render_pools(out: &mut String, g: &Gauges) {
+    if g.waybill_pools.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "yizhan_waybill_pool_remaining",
+        "gauge",
+        "Free e-waybill numbers per carrier.",
+    );
+    for l in &g.waybill_pools {
+        let _ = writeln!(
+            out,
+            "yizhan_waybill_pool_remaining{{carrier=\"{}\"}} {}",
+            l.carrier, l.remaining
+        );
+    }
+    header(
+        out,
+        "yizhan_waybill_pool_low",
+        "gauge",
+        "1 while a carrier's pool is below station.waybill_low_water.",
+    );
+    for l in &g.waybill_pools {
+        let _ = writeln!(
+            out,
+            "yizhan_waybill_pool_low{{carrier=\"{}\"}} {}",
+            l.carrier,
+            i64::from(l.low)
+        );
     }
 }
 

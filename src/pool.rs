@@ -98,6 +98,28 @@ pub fn take(
     Ok(Some(n))
 }
 
+/// One carrier's pool as the screen, `/healthz`, metrics and the retained
+/// status show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Level {
+    pub carrier: String,
+    pub remaining: i64,
+    /// Fewer free numbers than `station.waybill_low_water`.
+    pub low: bool,
+}
+
+/// Every carrier's pool against the low-water mark.
+pub fn levels(conn: &Connection, low_water: u32) -> Result<Vec<Level>, DbError> {
+    Ok(remaining(conn)?
+        .into_iter()
+        .map(|(carrier, remaining)| Level {
+            low: remaining < i64::from(low_water),
+            carrier,
+            remaining,
+        })
+        .collect())
+}
+
 /// Free numbers per carrier (carriers with none left included).
 pub fn remaining(conn: &Connection) -> Result<Vec<(String, i64)>, DbError> {
     let mut stmt = conn.prepare_cached(

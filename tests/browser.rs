@@ -929,3 +929,74 @@ fn a_clerk_walks_through_the_merchants_checklist_in_both_languages() {
         "refused, nothing recorded: the clerk rejects it"
     );
 }
+
+/// A parcel without a courier label at the counter: the console warns that
+/// the pool runs low, "No label" takes the pool's number at accept, and
+/// once the pool is empty the button is gone and the banner says so.
+#[test]
+fn a_parcel_without_a_label_takes_a_number_from_the_pool() {
+    let st = TestStation::start();
+    st.add_clerk("wei", "张伟", "2468");
+    let mut manifest = crate::util::manifest_of(&["RT-NOLABEL-01", "RT-NOLABEL-02"]);
+    manifest["waybill_pools"] = json!([{"carrier": "SF", "numbers": ["SF9000000000001"]}]);
+    st.import_manifest(manifest);
+    let b = Browser::start(1280, 800);
+    b.goto(&st.url("/"));
+    b.click("#c-to-clerk");
+    b.wait_js(
+        "the login screen",
+        "return document.body.dataset.screen === 'k-login'",
+    );
+    b.type_into("#k-id", "wei");
+    b.type_into("#k-pin", &format!("2468{ENTER}"));
+    b.wait_js("the low pool banner", "const e = document.querySelector('#k-pools'); return !e.hidden && e.textContent.includes('SF 剩 1 个')");
+
+    let field = "#k-field";
+    b.type_into(field, &format!("RT-NOLABEL-01{ENTER}"));
+    b.wait_js(
+        "the camera",
+        "return document.querySelector('#k-video').videoWidth > 0",
+    );
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "no label offered",
+        "return !document.querySelector('#k-nolabel').hidden",
+    );
+    b.screenshot("pool-1-no-label");
+    b.click("#k-nolabel");
+    b.wait_js(
+        "the confirm step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'confirm'",
+    );
+    assert!(
+        b.text("#k-return").contains("电子面单号段"),
+        "{}",
+        b.text("#k-return")
+    );
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "accepted with the pool's number",
+        "return document.querySelector('#k-msg').textContent.includes('SF9000000000001')",
+    );
+    b.wait_js(
+        "the empty pool said",
+        "return document.querySelector('#k-pools').textContent.includes('SF 剩 0 个')",
+    );
+    b.screenshot("pool-2-accepted");
+
+    // The pool is empty: the next parcel is not offered a number.
+    b.type_into(field, &format!("RT-NOLABEL-02{ENTER}"));
+    b.wait_js(
+        "the photo step",
+        "return document.querySelector('#k-steps li.current').dataset.step === 'photo'",
+    );
+    b.type_into(field, ENTER);
+    b.wait_js(
+        "a photo",
+        "return document.querySelectorAll('#k-thumbs span').length === 1",
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#k-nolabel').hidden"),
+        json!(true)
+    );
+}

@@ -635,3 +635,48 @@ fn pool_numbers_are_never_shared_lost_or_reused() {
     let distinct: std::collections::BTreeSet<&String> = waybills.iter().collect();
     assert_eq!((waybills.len(), distinct.len()), (30, 30), "{waybills:?}");
 }
+
+/// A pool below `station.waybill_low_water` is a warning on `/healthz`, in
+/// the metrics and for the clerk screen; one above is not.
+#[test]
+fn a_pool_running_low_is_a_warning_everywhere() {
+    let st = TestStation::start_with("[station]\nwaybill_low_water = 5\n");
+    let numbers = |prefix: &str, n: usize| -> Vec<String> {
+        (1..=n).map(|i| format!("{prefix}{i:012}")).collect()
+    };
+    let (_, h) = st.get("/healthz");
+    assert!(
+        h.get("waybill_pools").is_none(),
+        "no pools, nothing said: {h}"
+    );
+    st.import_manifest(json!({"returns": [], "waybill_pools": [
+        {"carrier": "SF", "numbers": numbers("SF9", 3)},
+        {"carrier": "YTO", "numbers": numbers("YT8", 7)}
+    ]}));
+    let want = json!([
+        {"carrier": "SF", "remaining": 3, "low": true},
+        {"carrier": "YTO", "remaining": 7, "low": false}
+    ]);
+    let (code, h) = st.get("/healthz");
+    assert_eq!(
+        code, 200,
+        "a low pool is a warning, not a failed check: {h}"
+    );
+    assert_eq!(h["waybill_pools"], want, "{h}");
+    let (_, p) = st.get("/api/v1/waybill-pools");
+    assert_eq!(
+        (p["low_water"].as_u64(), &p["pools"]),
+        (Some(5), &want),
+        "{p}"
+    );
+    let (code, _) = st.request_as(None, "GET", "/api/v1/waybill-pools", None);
+    assert_eq!(code, 401, "the clerk's");
+    let metrics = st.get_text("/metrics");
+    for line in [
+        "yizhan_waybill_pool_remaining{carrier=\"SF\"} 3",
+        "yizhan_waybill_pool_low{carrier=\"SF\"} 1",
+        "yizhan_waybill_pool_low{carrier=\"YTO\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing");
+    }
+}

@@ -172,3 +172,33 @@ fn a_clean_stop_stays_offline() {
         presence.messages()
     );
 }
+
+/// A station with e-waybill pools says how full they are in its retained
+/// status, a pool below `station.waybill_low_water` marked `low`, so the
+/// platform sends more before one runs dry (SPEC §2.5).
+#[test]
+fn the_retained_status_carries_the_waybill_pools() {
+    let broker = Broker::start();
+    let mut st = TestStation::create(
+        &station_toml(broker.port).replace("[station]\n", "[station]\nwaybill_low_water = 5\n"),
+    );
+    let numbers = |prefix: &str, n: usize| -> Vec<String> {
+        (1..=n).map(|i| format!("{prefix}{i:012}")).collect()
+    };
+    st.import_manifest(json!({"returns": [], "waybill_pools": [
+        {"carrier": "SF", "numbers": numbers("SF9", 3)},
+        {"carrier": "YTO", "numbers": numbers("YT8", 7)}
+    ]}));
+    st.spawn();
+    let status = wait_until("a status with the pools", FEW, || {
+        retained(broker.port).filter(|m| m["online"] == true && m.get("waybill_pools").is_some())
+    });
+    assert_eq!(
+        status["waybill_pools"],
+        json!([
+            {"carrier": "SF", "remaining": 3, "low": true},
+            {"carrier": "YTO", "remaining": 7, "low": false}
+        ]),
+        "{status}"
+    );
+}

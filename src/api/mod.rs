@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/handovers/{id}", get(counter::handover))
         .route("/api/v1/verify", get(counter::verify))
+        .route("/api/v1/waybill-pools", get(ops::waybill_pools))
         .route("/api/v1/sessions", post(auth::login))
         .route(
             "/api/v1/clerks/{id}/sessions",

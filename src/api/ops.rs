@@ -62,7 +62,31 @@ pub async fn healthz(
     if !devices.is_empty() {
         body["devices"] = json!(devices);
     }
+    // E-waybill pools: one running low is a warning, not a failed check.
+    let low_water = st.config().station.waybill_low_water;
+    if let Ok(levels) = st
+        .db()
+        .read(move |c| crate::pool::levels(c, low_water))
+        .await
+        && !levels.is_empty()
+    {
+        body["waybill_pools"] = json!(levels);
+    }
     (status, Json(body)).into_response()
+}
+
+/// The e-waybill pools against the low-water mark (the clerk screen's
+/// warning): `{"low_water":N,"pools":[{"carrier","remaining","low"}]}`.
+pub async fn waybill_pools(
+    State(st): State<Station>,
+    _clerk: super::auth::Clerk,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let low_water = st.config().station.waybill_low_water;
+    let levels = st
+        .db()
+        .read(move |c| crate::pool::levels(c, low_water))
+        .await?;
+    Ok(Json(json!({ "low_water": low_water, "pools": levels })))
 }
 
 /// Prometheus text format.
@@ -72,6 +96,7 @@ pub async fn metrics(
 ) -> Result<Response, ApiError> {
     let sla_h = i64::from(st.config().station.pickup_sla_h);
     let printer = st.config().hardware.printer.is_some();
+    let low_water = st.config().station.waybill_low_water;
     let gauges = st
         .db()
         .read(move |c| -> Result<Gauges, crate::db::DbError> {
@@ -101,6 +126,7 @@ pub async fn metrics(
                 } else {
                     None
                 },
+                waybill_pools: crate::pool::levels(c, low_water)?,
                 ..Gauges::default()
             })
         })

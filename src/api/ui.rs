@@ -35,6 +35,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("progress.js", JS, include_str!("ui/progress.js")),
     ("clerk.js", JS, include_str!("ui/clerk.js")),
     ("overdue.js", JS, include_str!("ui/overdue.js")),
+    ("pools.js", JS, include_str!("ui/pools.js")),
     ("checkin.js", JS, include_str!("ui/checkin.js")),
     ("lists.js", JS, include_str!("ui/lists.js")),
     ("handover.js", JS, include_str!("ui/handover.js")),

@@ -34,6 +34,7 @@ struct RawStation {
     min_photos: i64,
     clock_check: String,
     max_self_drafts: i64,
+    waybill_low_water: i64,
 }
 
 #[derive(Deserialize)]
@@ -427,6 +428,13 @@ fn station(p: &mut Problems, raw: RawStation) -> StationConfig {
             1,
             1000,
             "drafts",
+        ),
+        waybill_low_water: p.range(
+            "station.waybill_low_water",
+            raw.waybill_low_water,
+            0,
+            100_000,
+            "numbers",
         ),
         clock_check: p.choice(
             "station.clock_check",

@@ -13,15 +13,25 @@ use crate::outbox::Backlog;
 pub(super) async fn presence(ctx: &Ctx, online: bool) -> String {
     let counts = ctx.read(queue::backlogs).await;
     let (backlog, photos) = counts.unwrap_or_default();
-    serde_json::json!({
+    let low_water = ctx.deps.config().station.waybill_low_water;
+    let pools = ctx
+        .read(move |c| crate::pool::levels(c, low_water))
+        .await
+        .unwrap_or_default();
+    let mut status = serde_json::json!({
         "online": online,
         "version": env!("CARGO_PKG_VERSION"),
         "pending_events": backlog.pending_events,
         "pending_photos": photos.pending_photos,
         "oldest_pending_s": backlog.oldest_pending_s.unwrap_or(0),
         "at": crate::clock::now_string(),
-    })
-    .to_string()
+    });
+    // Only a station with pools says so: the platform sends more before
+    // one runs dry.
+    if !pools.is_empty() {
+        status["waybill_pools"] = serde_json::json!(pools);
+    }
+    status.to_string()
 }
 
 /// Everything `GET /api/v1/sync` and `yizhan status` show.

@@ -9,10 +9,11 @@ import { startCamera, snap } from "./camera.js";
 import { current, currentTab, registerTab, selectTab, waybillToTab } from "./nav.js";
 import { subscribe } from "./stream.js";
 import { refreshOverdue } from "./overdue.js";
+import { poolCarriers, refreshPools } from "./pools.js";
 
 const STEPS = ["scan", "photo", "waybill", "items", "confirm"];
 let step = "scan";
-const ck = { parcel: null, ret: null, photos: 0, waybill: "", items: [], uploading: false, rules: {}, answers: {}, gtins: [] };
+const ck = { parcel: null, ret: null, photos: 0, waybill: "", pool: null, items: [], uploading: false, rules: {}, answers: {}, gtins: [] };
 
 export const msg = (text, ok) => say("k-msg", text, ok);
 
@@ -36,6 +37,7 @@ function setStep(s) {
   });
   $("k-prompt").textContent = promptFor(s);
   $("k-items").hidden = s !== "items";
+  offerNoLabel();
   $("k-confirm").hidden = s !== "confirm";
   if (s === "confirm") renderChecks();
   if (s === "photo") startCamera($("k-video")).catch(() => msg(t("c.photo.nocamera"), false));
@@ -58,6 +60,7 @@ export function resetCheckin() {
   ck.ret = null;
   ck.photos = 0;
   ck.waybill = "";
+  ck.pool = null;
   ck.items = [];
   ck.rules = {};
   ck.answers = {};
@@ -81,7 +84,8 @@ function showReturn(ret, extra) {
   if (ck.rules.type) about += " · " + t("k.type." + ck.rules.type);
   if (ck.rules.carrier) about += " · " + t("k.carrier.designated", { c: ck.rules.carrier });
   const el = clone("return", { return_no: ret.return_no, about, "waybill-label": t("k.waybill"), waybill: ck.waybill });
-  el.querySelector(".waybill-line").hidden = !ck.waybill;
+  el.querySelector(".waybill-line").hidden = !ck.waybill && !ck.pool;
+  if (ck.pool) put(el, "waybill", t("k.nolabel.used", { c: ck.pool }));
   card.replaceChildren(el);
 }
 
@@ -160,11 +164,34 @@ async function clerkPhoto() {
   ck.photos += 1;
   if (kind === "damage") $("k-condition").value = "damaged";
   $("k-thumbs").append(line("span", kind + " " + ck.photos));
+  offerNoLabel();
   msg(t("k.photos") + ": " + ck.photos, true);
 }
 
+// The carrier a number from the pool would be for: the merchant's
+// designated one if its pool has numbers, else the fullest pool.
+function poolFor() {
+  const carriers = poolCarriers();
+  if (ck.rules.carrier) return carriers.includes(ck.rules.carrier) ? ck.rules.carrier : null;
+  return carriers[0] || null;
+}
+
+// A parcel without a courier label takes a number from a pool: offered
+// where the waybill would be scanned.
+function offerNoLabel() {
+  const ready = step === "waybill" || (step === "photo" && ck.photos >= kiosk.min_photos);
+  $("k-nolabel").hidden = !(ready && ck.parcel && poolFor());
+}
+
+on("k-nolabel", "click", () => {
+  ck.pool = poolFor();
+  if (!ck.pool) return;
+  setWaybill("");
+});
+
 function setWaybill(wb) {
   ck.waybill = wb;
+  if (wb) ck.pool = null;
   showReturn(ck.ret, "");
   if (ck.items.length) {
     renderItems();
@@ -242,6 +269,11 @@ async function acceptParcel() {
     return;
   }
   const body = { waybill_no: ck.waybill, condition: $("k-condition").value };
+  if (ck.pool) {
+    body.waybill_source = "pool";
+    body.carrier = ck.pool;
+    delete body.waybill_no;
+  }
   if (checks.length) body.checks = ck.answers;
   if (ck.gtins.length) body.gtins = ck.gtins;
   const w = parseInt($("k-weight").value, 10);
@@ -268,6 +300,7 @@ async function acceptParcel() {
   resetCheckin();
   msg(done, true);
   refreshOverdue();
+  refreshPools();
 }
 
 onSubmit("k-scan-form", async () => {

@@ -11,6 +11,7 @@ import { startOver } from "./customer.js";
 import { resetCheckin } from "./checkin.js";
 import { loadCarriers } from "./handover.js";
 import { refreshOverdue } from "./overdue.js";
+import { refreshPools } from "./pools.js";
 
 on("c-to-clerk", "click", () => {
   $("k-login-err").textContent = "";
@@ -33,6 +34,7 @@ onSubmit("k-login-form", async () => {
     resetCheckin();
     loadCarriers();
     refreshOverdue();
+    refreshPools();
   } catch (err) {
     $("k-pin").value = "";
     $("k-login-err").textContent = err.code === "too_many_attempts" ? t("k.login.locked") + " (" + err.message + ")" : t("k.login.wrong");
