@@ -582,6 +582,12 @@ impl Station {
                 if station.prints(custody.print) {
                     crate::print::store::enqueue(tx, crate::print::JobKind::Receipt, id.as_str())?;
                 }
+                // A number from the pool needs its label on the parcel.
+                if p.waybill_source.as_deref() == Some("pool")
+                    && station.config().hardware.printer.is_some()
+                {
+                    crate::print::store::enqueue(tx, crate::print::JobKind::Label, id.as_str())?;
+                }
                 Ok::<_, CheckinError>(p)
             })
             .await?;

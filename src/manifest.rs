@@ -94,6 +94,19 @@ pub struct Rules {
     /// How far the measured weight may be off, in percent (default 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_tolerance_pct: Option<u32>,
+    /// Where the parcel goes: the receiver on an e-waybill label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<Warehouse>,
+}
+
+/// The merchant's returns warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warehouse {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    pub address: String,
 }
 
 impl Rules {

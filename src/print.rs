@@ -29,6 +29,9 @@ pub enum JobKind {
     Receipt,
     /// A handover's courier slip (`ref_id` = handover id).
     Handover,
+    /// An e-waybill label for a parcel that took a pool number (`ref_id` =
+    /// parcel id).
+    Label,
 }
 
 impl JobKind {
@@ -36,6 +39,7 @@ impl JobKind {
         match self {
             JobKind::Receipt => "receipt",
             JobKind::Handover => "handover",
+            JobKind::Label => "label",
         }
     }
 
@@ -43,6 +47,7 @@ impl JobKind {
         match s {
             "receipt" => Some(JobKind::Receipt),
             "handover" => Some(JobKind::Handover),
+            "label" => Some(JobKind::Label),
             _ => None,
         }
     }
@@ -147,6 +152,48 @@ pub fn handover_slip(cfg: &PrinterConfig, h: &Handover, station_name: &str) -> V
     let signature_line = "_".repeat(d.columns());
     d.feed(2).line(&signature_line);
     d.feed(3).cut();
+    d.into_bytes()
+}
+
+/// The 76×130 mm e-waybill label of a parcel without a courier label
+/// (SPEC §2.5): carrier, the waybill as Code 128 and in text, sender (the
+/// station), receiver (the merchant's warehouse from the manifest), the
+/// return number.
+pub fn label(
+    cfg: &PrinterConfig,
+    p: &Parcel,
+    station_name: &str,
+    receiver: Option<&crate::manifest::Warehouse>,
+) -> Vec<u8> {
+    let waybill = p.waybill_no.as_deref().unwrap_or("-");
+    let mut d = Doc::new(cfg.encoding, cfg.width_dots);
+    d.align(Align::Center).size(2).bold(true);
+    d.line(p.carrier.as_deref().unwrap_or("-"));
+    d.size(1).bold(false).line("电子面单 E-waybill");
+    d.rule();
+    // About 15 mm tall at 8 dots a millimetre.
+    d.code128(waybill, 120);
+    d.size(2).bold(true).line(waybill);
+    d.size(1).bold(false).align(Align::Left).rule();
+    d.line(&format!("寄件 From: {station_name}"));
+    d.rule();
+    match receiver {
+        Some(w) => {
+            d.line(&format!("收件 To: {}", w.name));
+            if let Some(phone) = &w.phone {
+                d.line(&format!("电话 Tel: {phone}"));
+            }
+            d.line(&format!("地址 Address: {}", w.address));
+        }
+        None => {
+            d.line("收件 To: (见平台 see the platform)");
+        }
+    }
+    d.rule();
+    d.line(&format!("退货单号 Return no: {}", p.return_no));
+    d.line(&format!("包裹 Parcel: {}", p.id));
+    // The rest of the 130 mm label.
+    d.feed(8).cut();
     d.into_bytes()
 }
 

@@ -762,3 +762,50 @@ fn the_counter_scale_weighs_the_parcel_the_clerk_did_not_weigh() {
         "the kiosk stream carries no weights"
     );
 }
+
+/// A parcel without a label takes a pool number, and its 76×130 mm label
+/// prints: the Code 128 read back from the ESC/POS raster is the waybill
+/// the database holds, with the carrier, the station as sender, the
+/// merchant's warehouse as receiver and the return number.
+#[test]
+fn a_pool_number_prints_its_label() {
+    let printer = FakePrinter::start_on(free_port());
+    let st = TestStation::start_with(&printer_toml(printer.port, "[\"accept\"]"));
+    let mut manifest = manifest_of(&["RT-LABEL-0001"]);
+    manifest["returns"][0]["warehouse"] = json!({"name": "杭州退货仓 Hangzhou returns", "phone": "0571-88886666", "address": "余杭区文一西路 1 号"});
+    manifest["returns"][0]["carrier"] = json!("SF");
+    manifest["waybill_pools"] = json!([{"carrier": "SF", "numbers": ["SF9000000000042"]}]);
+    st.import_manifest(manifest);
+    let id = st.draft("RT-LABEL-0001", "clerk");
+    st.photo(&id, "label", 9);
+    let (code, r) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_source": "pool"}),
+    );
+    assert_eq!(code, 200, "{r}");
+    let docs = wait_printed(&printer, 2);
+    let label = docs
+        .iter()
+        .find(|d| d.text().contains("电子面单 E-waybill"))
+        .expect("a label among the printed documents");
+    let stored: String = st
+        .db()
+        .query_row("SELECT waybill_no FROM parcels WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, "SF9000000000042");
+    assert_eq!(label.code128s(), vec![stored.clone()]);
+    let text = label.text();
+    for want in [
+        "SF",
+        stored.as_str(),
+        "寄件 From: 驿站 测试站",
+        "收件 To: 杭州退货仓 Hangzhou returns",
+        "电话 Tel: 0571-88886666",
+        "地址 Address: 余杭区文一西路 1 号",
+        "退货单号 Return no: RT-LABEL-0001",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}

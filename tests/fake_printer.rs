@@ -37,6 +37,40 @@ impl Printed {
         self.lines.join("\n")
     }
 
+    /// The Code 128 barcodes in its images, decoded (read across each
+    /// image's middle row: runs of black and white, in modules).
+    pub fn code128s(&self) -> Vec<String> {
+        self.rasters
+            .iter()
+            .filter_map(|img| {
+                let y = img.height() / 2;
+                let mut runs: Vec<(bool, u32)> = Vec::new();
+                for x in 0..img.width() {
+                    let black = img.get_pixel(x, y)[0] < 128;
+                    match runs.last_mut() {
+                        Some((b, n)) if *b == black => *n += 1,
+                        _ => runs.push((black, 1)),
+                    }
+                }
+                while runs.first().is_some_and(|r| !r.0) {
+                    runs.remove(0);
+                }
+                while runs.last().is_some_and(|r| !r.0) {
+                    runs.pop();
+                }
+                let module = runs.iter().map(|r| r.1).min()?;
+                let bars: Vec<code128::Bar> = runs
+                    .chunks(2)
+                    .map(|pair| code128::Bar {
+                        width: (pair[0].1 / module) as u8,
+                        space: pair.get(1).map_or(0, |s| (s.1 / module) as u8),
+                    })
+                    .collect();
+                code128::decode_str(&bars).ok()
+            })
+            .collect()
+    }
+
     /// The QR codes in its images, decoded.
     pub fn qr_codes(&self) -> Vec<String> {
         self.rasters

@@ -202,6 +202,24 @@ async fn render(station: &Station, cfg: &PrinterConfig, job: &Job) -> Result<Vec
             };
             Ok(layout::receipt(cfg, &parcel, &look))
         }
+        JobKind::Label => {
+            let id = ParcelId::parse(&job.ref_id)
+                .ok_or_else(|| Render::Gone(format!("{:?} is not a parcel id", job.ref_id)))?;
+            let parcel = station.parcel(&id).await.map_err(gone_or_later)?;
+            let rn = parcel.return_no.clone();
+            let entry = station
+                .db()
+                .read(move |c| crate::manifest::get(c, &rn))
+                .await
+                .map_err(|e| Render::Later(e.to_string()))?;
+            let warehouse = entry.and_then(|e| e.rules.warehouse);
+            Ok(layout::label(
+                cfg,
+                &parcel,
+                station_name,
+                warehouse.as_ref(),
+            ))
+        }
         JobKind::Handover => {
             let h = station
                 .find_handover(job.ref_id.clone())

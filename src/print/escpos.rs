@@ -115,6 +115,24 @@ impl Doc {
         self
     }
 
+    /// `text` as a Code 128 barcode `height` dots tall, as wide as the
+    /// paper allows (at least 2 dots a module, quiet zones included).
+    pub fn code128(&mut self, text: &str, height: usize) -> &mut Doc {
+        let code = code128::Code128::encode(text.as_bytes());
+        let module = (self.width_dots as usize / code.len()).clamp(2, 4);
+        let width = code.len() * module;
+        let mut row = vec![false; width];
+        for bar in code.bar_coordinates() {
+            let from = bar.x as usize * module;
+            let to = from + usize::from(bar.width) * module;
+            for px in row.iter_mut().take(to).skip(from) {
+                *px = true;
+            }
+        }
+        let rows = vec![row; height];
+        self.raster(width, &rows)
+    }
+
     /// `text` as a QR code about `share` of the paper wide (at least 3
     /// dots per module, with its quiet zone).
     pub fn qr(&mut self, text: &str, share: f32) -> Result<&mut Doc, qrcode::types::QrError> {

@@ -65,7 +65,7 @@ struct Envelope {
 
 /// A parsed, checked command.
 enum Command {
-    Authorized(ReturnEntry),
+    Authorized(Box<ReturnEntry>),
     Cancelled(String),
     /// The platform does not know this return (SPEC §2.4): a provisional
     /// acceptance of it goes `held`.
@@ -129,7 +129,7 @@ fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
             let doc = serde_json::to_vec(&json!({ "returns": [entry] }))
                 .map_err(|e| bad(e.to_string()))?;
             let mut page = manifest::parse(&doc).map_err(|e| bad(e.to_string()))?;
-            Command::Authorized(page.returns.remove(0))
+            Command::Authorized(Box::new(page.returns.remove(0)))
         }
         "return.cancelled" => Command::Cancelled(return_no(&env.data)?),
         "return.unknown" => Command::UnknownReturn(return_no(&env.data)?),
