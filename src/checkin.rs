@@ -333,6 +333,22 @@ impl Station {
         }
     }
 
+    /// An item's barcode (a GTIN), if that is what a clerk's scanner read:
+    /// one with a valid check digit that is not a return in the manifest
+    /// (the items step ticks it, SPEC §2.5).
+    pub(crate) async fn item_scanned(&self, code: &str) -> Option<String> {
+        let code = code.trim();
+        if !inspect::is_gtin(code) {
+            return None;
+        }
+        let rn = code.to_owned();
+        let known = self
+            .db()
+            .read(move |c| manifest::get(c, &rn).map_err(CheckinError::from))
+            .await;
+        matches!(known, Ok(None)).then(|| code.to_owned())
+    }
+
     fn rejected(&self, reason: Reason, info: Option<ReturnInfo>, channel: Channel) -> ScanAnswer {
         self.metrics().scan(Err(reason));
         let (zh, en) = reason.words();

@@ -109,6 +109,9 @@ pub enum CodeType {
     /// A courier waybill (clerk scanners only): fills the check-in in
     /// progress, the handover list or a bag.
     Waybill,
+    /// An item's own barcode (clerk scanners only): ticks the item at the
+    /// check-in's items step.
+    Item,
 }
 
 /// A scan from a device, kept for the screen to fetch.
@@ -123,6 +126,9 @@ pub struct DeviceScan {
     pub waybill_no: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carrier: Option<String>,
+    /// Item scans: the GTIN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gtin: Option<String>,
     /// Return scans: the answer of `POST /api/v1/scans`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<ScanAnswer>,
@@ -396,6 +402,7 @@ mod tests {
                 code_type: CodeType::Waybill,
                 waybill_no: None,
                 carrier: None,
+                gtin: None,
                 answer: None,
                 at: String::new(),
             });

@@ -809,3 +809,39 @@ fn a_pool_number_prints_its_label() {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 }
+
+/// The counter scanner reads an item's own barcode (a GTIN with a valid
+/// check digit) as an item for the check-in's items step, not as a return
+/// code; a return number the manifest knows stays a return, and a code
+/// with a wrong check digit is decided as a code (here: provisionally).
+#[test]
+fn the_counter_scanner_tells_item_barcodes_from_return_codes() {
+    let (st, mut pty, _) = with_serial_scanner("clerk");
+    st.import_manifest(manifest_of(&["4006381333931"]));
+    let stream = EventStream::open(&st);
+    pty.send(b"6901234567892\r");
+    pty.send(b"4006381333931\r");
+    pty.send(b"6901234567893\r");
+    let scans = stream.wait_for("scan", 3);
+    let types: Vec<&str> = scans
+        .iter()
+        .map(|s| s["code_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["item", "return", "return"], "{scans:?}");
+    let (code, item) = st.get(&format!(
+        "/api/v1/scans/{}",
+        scans[0]["scan_id"].as_str().unwrap()
+    ));
+    assert_eq!(code, 200, "{item}");
+    assert_eq!(item["gtin"], "6901234567892", "{item}");
+    assert!(
+        item.get("answer").is_none(),
+        "an item opens no draft: {item}"
+    );
+    let got: Vec<String> = drafts(&st).into_iter().map(|(rn, _)| rn).collect();
+    assert!(
+        !got.contains(&"6901234567892".to_owned()),
+        "an item opened a draft: {got:?}"
+    );
+    assert!(got.contains(&"4006381333931".to_owned()), "{got:?}");
+}

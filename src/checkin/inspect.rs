@@ -107,6 +107,24 @@ pub fn inspect(
     }))
 }
 
+/// Whether `code` is an item barcode: a GTIN-8, -12 (UPC-A), -13 (EAN-13)
+/// or -14 with a valid GS1 check digit.
+pub fn is_gtin(code: &str) -> bool {
+    let digits: Vec<u32> = code.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.len() != code.len() || ![8, 12, 13, 14].contains(&digits.len()) {
+        return false;
+    }
+    let (body, check) = digits.split_at(digits.len() - 1);
+    // From the right: weights 3, 1, 3, 1…
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 0 { d * 3 } else { *d })
+        .sum();
+    (10 - sum % 10) % 10 == check[0]
+}
+
 /// Whether the merchant asks the counter to check anything of this entry.
 pub fn applies(entry: &ReturnEntry) -> bool {
     entry.rules.any() || entry.items.iter().any(|i| i.gtin.is_some())
@@ -254,6 +272,29 @@ mod tests {
         match e {
             CheckinError::Refused { code, .. } | CheckinError::Invalid { code, .. } => code,
             other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn item_barcodes_are_told_by_their_check_digit() {
+        for ok in [
+            "6901234567892",
+            "4006381333931",
+            "96385074",
+            "036000291452",
+            "10614141000415",
+        ] {
+            assert!(is_gtin(ok), "{ok}");
+        }
+        for bad in [
+            "6901234567893",
+            "690123456789",
+            "SF1234567890123",
+            "1234567",
+            "69012345678921",
+            "",
+        ] {
+            assert!(!is_gtin(bad), "{bad}");
         }
     }
 

@@ -234,9 +234,12 @@ async fn handle(station: &Station, cfg: &ScannerConfig, line: Line, rereads: &mu
 /// clerk scanner a courier waybill is not a return code: it goes to the
 /// screen as a waybill for whatever the clerk is doing.
 pub(super) async fn dispatch(station: &Station, device: &str, channel: Channel, code: String) {
-    let waybill = match channel {
-        Channel::Clerk => station.waybill_scanned(&code).await,
-        Channel::SelfService => None,
+    let (waybill, item) = match channel {
+        Channel::Clerk => match station.waybill_scanned(&code).await {
+            Some(w) => (Some(w), None),
+            None => (None, station.item_scanned(&code).await),
+        },
+        Channel::SelfService => (None, None),
     };
     let mut scan = DeviceScan {
         scan_id: ulid::Ulid::new().to_string(),
@@ -245,15 +248,20 @@ pub(super) async fn dispatch(station: &Station, device: &str, channel: Channel, 
         code_type: CodeType::Waybill,
         waybill_no: None,
         carrier: None,
+        gtin: None,
         answer: None,
         at: crate::clock::now_string(),
     };
-    match waybill {
-        Some((waybill_no, carrier)) => {
+    match (waybill, item) {
+        (Some((waybill_no, carrier)), _) => {
             scan.waybill_no = Some(waybill_no);
             scan.carrier = carrier;
         }
-        None => match station.decide_scan(code.into_bytes(), channel).await {
+        (None, Some(gtin)) => {
+            scan.code_type = CodeType::Item;
+            scan.gtin = Some(gtin);
+        }
+        (None, None) => match station.decide_scan(code.into_bytes(), channel).await {
             Ok(answer) => {
                 scan.code_type = CodeType::Return;
                 scan.answer = Some(answer);

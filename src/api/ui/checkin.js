@@ -423,7 +423,10 @@ subscribe("scan", async (ev) => {
   if (!session.token || current() !== "k-console") return;
   try {
     const scan = await api("GET", "/api/v1/scans/" + ev.scan_id);
-    if (scan.code_type === "waybill") {
+    if (scan.code_type === "item") {
+      if (currentTab() === "checkin" && step === "items" && scansItems()) scanItem(scan.gtin);
+      else msg(t("k.scanner.item_idle", { g: scan.gtin }), false);
+    } else if (scan.code_type === "waybill") {
       if (!waybillToTab(scan.waybill_no)) msg(t("k.scanner.waybill_idle", { wb: scan.waybill_no }), false);
     } else if (currentTab() === "checkin" && step === "scan") await clerkAnswer(scan.answer);
     focusField();
