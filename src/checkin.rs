@@ -599,8 +599,9 @@ impl Station {
                     crate::print::store::enqueue(tx, crate::print::JobKind::Receipt, id.as_str())?;
                 }
                 // A number from the pool needs its label on the parcel.
+                let hw = &station.config().hardware;
                 if p.waybill_source.as_deref() == Some("pool")
-                    && station.config().hardware.printer.is_some()
+                    && (hw.printer.is_some() || hw.label_printer.is_some())
                 {
                     crate::print::store::enqueue(tx, crate::print::JobKind::Label, id.as_str())?;
                 }

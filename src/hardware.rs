@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::checkin::ScanAnswer;
 use crate::parcel::Channel;
+use crate::print::store::Takes;
 use crate::station::{Notice, Station};
 
 /// How often a missing device's path is looked at again.
@@ -322,15 +323,39 @@ pub fn start(station: &Station) -> HardwareHandle {
         let task = tokio::spawn(scanner::run(station.clone(), s, stop_rx.clone()));
         tasks.push((name, task));
     }
-    if let Some(p) = hw.printer {
+    // With a label printer, labels go there and everything else to the
+    // receipt printer; without one, the receipt printer takes all.
+    let labels_apart = hw.label_printer.is_some();
+    let printers = [
+        (
+            hw.printer,
+            printer::Device {
+                name: printer::NAME,
+                takes: if labels_apart {
+                    Takes::AllButLabels
+                } else {
+                    Takes::All
+                },
+            },
+        ),
+        (
+            hw.label_printer,
+            printer::Device {
+                name: printer::LABEL_NAME,
+                takes: Takes::LabelsOnly,
+            },
+        ),
+    ];
+    for (cfg, device) in printers {
+        let Some(p) = cfg else { continue };
         station.devices().register(
-            printer::NAME,
+            device.name,
             "printer",
             printer::describe(&p.link),
             DeviceState::Starting,
         );
-        let task = tokio::spawn(printer::run(station.clone(), p, stop_rx.clone()));
-        tasks.push((printer::NAME.to_owned(), task));
+        let task = tokio::spawn(printer::run(station.clone(), device, p, stop_rx.clone()));
+        tasks.push((device.name.to_owned(), task));
     }
     if let Some(c) = hw.camera {
         station.devices().register(

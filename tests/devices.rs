@@ -845,3 +845,48 @@ fn the_counter_scanner_tells_item_barcodes_from_return_codes() {
     );
     assert!(got.contains(&"4006381333931".to_owned()), "{got:?}");
 }
+
+/// With `[hardware.label_printer]` (same keys as the printer), the label
+/// prints there (58 mm wide here) and the receipt on the receipt printer;
+/// both show on `/healthz`.
+#[test]
+fn a_label_printer_takes_the_labels() {
+    let receipts = FakePrinter::start_on(free_port());
+    let labels = FakePrinter::start_on(free_port());
+    let st = TestStation::start_with(&format!(
+        "{}[hardware.label_printer]\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nwidth_dots = 384\n",
+        printer_toml(receipts.port, "[\"accept\"]"),
+        labels.port
+    ));
+    wait_state(&st, "label_printer", "ok");
+    let mut manifest = manifest_of(&["RT-LABEL-0002"]);
+    manifest["waybill_pools"] = json!([{"carrier": "YTO", "numbers": ["YT9000000000042"]}]);
+    st.import_manifest(manifest);
+    let id = st.draft("RT-LABEL-0002", "clerk");
+    st.photo(&id, "label", 9);
+    let (code, r) = st.post(
+        &format!("/api/v1/parcels/{id}/accept"),
+        json!({"waybill_source": "pool", "carrier": "YTO"}),
+    );
+    assert_eq!(code, 200, "{r}");
+    let label = wait_printed(&labels, 1);
+    assert_eq!(label[0].code128s(), vec!["YT9000000000042".to_owned()]);
+    assert!(
+        label[0]
+            .text()
+            .contains("收件 To: (见平台 see the platform)"),
+        "{}",
+        label[0].text()
+    );
+    let receipt = wait_printed(&receipts, 1);
+    assert!(
+        receipt[0].text().contains("退货收据 Return receipt"),
+        "{}",
+        receipt[0].text()
+    );
+    assert_eq!(
+        receipts.printed().len(),
+        1,
+        "the label went to the label printer only"
+    );
+}

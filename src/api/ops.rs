@@ -122,7 +122,10 @@ pub async fn metrics(
                 pending_photos: photos.pending_photos,
                 dead_photos: photos.dead_photos,
                 print_queued: if printer {
-                    Some(crate::print::store::queued(c)?)
+                    Some(crate::print::store::queued(
+                        c,
+                        crate::print::store::Takes::All,
+                    )?)
                 } else {
                     None
                 },

@@ -23,6 +23,9 @@ pub struct HardwareConfig {
     pub scanners: Vec<ScannerConfig>,
     pub camera: Option<CameraConfig>,
     pub printer: Option<PrinterConfig>,
+    /// A second printer for e-waybill labels (SPEC §2.5); without it labels
+    /// print on `printer`.
+    pub label_printer: Option<PrinterConfig>,
     pub scale: Option<ScaleConfig>,
 }
 
@@ -123,6 +126,8 @@ pub(super) struct RawHardware {
     #[serde(default)]
     printer: Option<RawPrinter>,
     #[serde(default)]
+    label_printer: Option<RawPrinter>,
+    #[serde(default)]
     scale: Option<RawScale>,
 }
 
@@ -208,7 +213,10 @@ impl RawHardware {
         HardwareConfig {
             scanners,
             camera: self.camera.and_then(|c| camera(p, c)),
-            printer: self.printer.and_then(|r| printer(p, r)),
+            printer: self.printer.and_then(|r| printer(p, "printer", r)),
+            label_printer: self
+                .label_printer
+                .and_then(|r| printer(p, "label_printer", r)),
             scale: self.scale.and_then(|s| {
                 let path = device_path(p, "hardware.scale.path", &s.path);
                 let baud = baud(p, "hardware.scale.baud", s.baud);
@@ -254,9 +262,12 @@ fn camera(p: &mut Problems, c: RawCamera) -> Option<CameraConfig> {
     })
 }
 
-fn printer(p: &mut Problems, r: RawPrinter) -> Option<PrinterConfig> {
+/// `[hardware.printer]` or `[hardware.label_printer]` (`section`: the key
+/// prefix problems are named with).
+fn printer(p: &mut Problems, section: &str, r: RawPrinter) -> Option<PrinterConfig> {
+    let key = |field: &str| format!("hardware.{section}.{field}");
     let kind = p.choice(
-        "hardware.printer.kind",
+        &key("kind"),
         &r.kind,
         &[("tcp", "tcp"), ("device", "device"), ("serial", "serial")],
         "",
@@ -264,19 +275,24 @@ fn printer(p: &mut Problems, r: RawPrinter) -> Option<PrinterConfig> {
     let link = match kind {
         "tcp" => {
             if !r.path.is_empty() {
-                p.push(format!("hardware.printer.path = {:?}: a tcp printer has an address, not a path; expected path unset", r.path));
+                p.push(format!(
+                    "{} = {:?}: a tcp printer has an address, not a path; expected path unset",
+                    key("path"),
+                    r.path
+                ));
             }
-            tcp_address(p, &r.address).map(PrinterLink::Tcp)
+            tcp_address(p, &key("address"), &r.address).map(PrinterLink::Tcp)
         }
         "device" | "serial" => {
             if !r.address.is_empty() {
                 p.push(format!(
-                    "hardware.printer.address = {:?}: a {kind} printer has a path, not an address; expected address unset",
+                    "{} = {:?}: a {kind} printer has a path, not an address; expected address unset",
+                    key("address"),
                     r.address
                 ));
             }
-            let path = device_path(p, "hardware.printer.path", &r.path);
-            let baud = baud(p, "hardware.printer.baud", r.baud);
+            let path = device_path(p, &key("path"), &r.path);
+            let baud = baud(p, &key("baud"), r.baud);
             path.map(|path| match kind {
                 "serial" => PrinterLink::Serial { path, baud },
                 _ => PrinterLink::Device(path),
@@ -284,16 +300,11 @@ fn printer(p: &mut Problems, r: RawPrinter) -> Option<PrinterConfig> {
         }
         _ => None,
     };
-    let width_dots: u32 = p.range(
-        "hardware.printer.width_dots",
-        r.width_dots,
-        128,
-        2048,
-        "dots",
-    );
+    let width_dots: u32 = p.range(&key("width_dots"), r.width_dots, 128, 2048, "dots");
     if !width_dots.is_multiple_of(8) {
         p.push(format!(
-            "hardware.printer.width_dots = {width_dots}: expected a multiple of 8 (576 for 80 mm paper, 384 for 58 mm)"
+            "{} = {width_dots}: expected a multiple of 8 (576 for 80 mm paper, 384 for 58 mm)",
+            key("width_dots")
         ));
     }
     let encoding = match encoding_rs::Encoding::for_label(r.encoding.as_bytes()) {
@@ -301,7 +312,8 @@ fn printer(p: &mut Problems, r: RawPrinter) -> Option<PrinterConfig> {
         Some(e) if e.output_encoding() == e => Some(e),
         _ => {
             p.push(format!(
-                "hardware.printer.encoding = {:?}: expected a text encoding the printer's font uses, such as \"gb18030\", \"gbk\", \"big5\" or \"utf-8\"",
+                "{} = {:?}: expected a text encoding the printer's font uses, such as \"gb18030\", \"gbk\", \"big5\" or \"utf-8\"",
+                key("encoding"),
                 r.encoding
             ));
             None
@@ -310,7 +322,7 @@ fn printer(p: &mut Problems, r: RawPrinter) -> Option<PrinterConfig> {
     let mut auto = Vec::new();
     for (i, a) in r.auto.iter().enumerate() {
         let what = p.choice(
-            &format!("hardware.printer.auto[{i}]"),
+            &key(&format!("auto[{i}]")),
             a,
             &[
                 ("accept", Some(AutoPrint::Accept)),
@@ -357,7 +369,7 @@ fn baud(p: &mut Problems, key: &str, value: i64) -> u32 {
 
 /// `host:port`; the host is resolved when the printer is used (it may be
 /// a name the kiosk's network resolves later).
-fn tcp_address(p: &mut Problems, value: &str) -> Option<String> {
+fn tcp_address(p: &mut Problems, key: &str, value: &str) -> Option<String> {
     let ok = value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0));
@@ -365,7 +377,7 @@ fn tcp_address(p: &mut Problems, value: &str) -> Option<String> {
         Some(value.to_owned())
     } else {
         p.push(format!(
-            "hardware.printer.address = {value:?}: expected host:port such as 192.168.1.50:9100"
+            "{key} = {value:?}: expected host:port such as 192.168.1.50:9100"
         ));
         None
     }

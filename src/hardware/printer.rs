@@ -31,12 +31,21 @@ use crate::counter::CounterError;
 use crate::db::{DbError, Durability};
 use crate::parcel::ParcelId;
 use crate::print::escpos::status;
-use crate::print::store::{self, Job};
+use crate::print::store::{self, Job, Takes};
 use crate::print::{self as layout, JobKind, ReceiptLook};
 use crate::station::Station;
 
 /// The printer's name in `/healthz` and metrics.
 pub const NAME: &str = "printer";
+/// The label printer's (`[hardware.label_printer]`).
+pub const LABEL_NAME: &str = "label_printer";
+
+/// One printer: its name and the jobs it takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Device {
+    pub name: &'static str,
+    pub takes: Takes,
+}
 
 /// How long connecting, and each status answer, may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,20 +82,34 @@ impl Fault {
     }
 }
 
-/// Prints queued jobs until `stop`.
-pub(super) async fn run(station: Station, cfg: PrinterConfig, mut stop: watch::Receiver<bool>) {
+/// Prints `device`'s queued jobs until `stop`.
+pub(super) async fn run(
+    station: Station,
+    device: Device,
+    cfg: PrinterConfig,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut committed = station.watch_events();
     let mut backoff = Backoff::new(Duration::from_millis(500), RETRY_MAX);
+    let takes = device.takes;
+    // A reprint wakes the receipt printer; the label printer hears of its
+    // jobs when they commit.
+    let woken = || async {
+        if takes == Takes::LabelsOnly {
+            std::future::pending::<()>().await;
+        }
+        station.devices().printer_woken().await;
+    };
     loop {
         let next = station
             .db()
-            .read(|c| Ok::<_, DbError>((store::next(c)?, store::queued(c)?)))
+            .read(move |c| Ok::<_, DbError>((store::next(c, takes)?, store::queued(c, takes)?)))
             .await;
         let job = match next {
             Ok((job, queued)) => {
                 station
                     .devices()
-                    .set_queued(NAME, u64::try_from(queued).unwrap_or(0));
+                    .set_queued(device.name, u64::try_from(queued).unwrap_or(0));
                 job
             }
             Err(e) => {
@@ -100,16 +123,16 @@ pub(super) async fn run(station: Station, cfg: PrinterConfig, mut stop: watch::R
         let Some(job) = job else {
             // Idle: keep the printer's state fresh, wait for work.
             let checked = check_only(&cfg.link).await;
-            show(&station, checked);
+            show(&station, device.name, checked);
             tokio::select! {
                 _ = committed.changed() => {}
-                () = station.devices().printer_woken() => {}
+                () = woken() => {}
                 () = tokio::time::sleep(IDLE_CHECK) => {}
                 () = super::stopped(&mut stop) => return,
             }
             continue;
         };
-        let delay = match print_job(&station, &cfg, &job).await {
+        let delay = match print_job(&station, device.name, &cfg, &job).await {
             Ok(()) => {
                 backoff.reset();
                 continue;
@@ -118,7 +141,7 @@ pub(super) async fn run(station: Station, cfg: PrinterConfig, mut stop: watch::R
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = station.devices().printer_woken() => {}
+            () = woken() => {}
             () = super::stopped(&mut stop) => return,
         }
     }
@@ -126,7 +149,12 @@ pub(super) async fn run(station: Station, cfg: PrinterConfig, mut stop: watch::R
 
 /// Renders and prints one job and records the outcome; `Err` when it is
 /// to be tried again later.
-async fn print_job(station: &Station, cfg: &PrinterConfig, job: &Job) -> Result<(), ()> {
+async fn print_job(
+    station: &Station,
+    name: &'static str,
+    cfg: &PrinterConfig,
+    job: &Job,
+) -> Result<(), ()> {
     let bytes = match render(station, cfg, job).await {
         Ok(b) => b,
         Err(Render::Gone(why)) => {
@@ -156,7 +184,7 @@ async fn print_job(station: &Station, cfg: &PrinterConfig, job: &Job) -> Result<
                 return Err(());
             }
             tracing::info!(job = id, kind = job.kind.as_str(), ref_id = %job.ref_id, bytes = bytes.len(), "printed");
-            show(station, Ok(note));
+            show(station, name, Ok(note));
             Ok(())
         }
         Err(fault) => {
@@ -167,16 +195,16 @@ async fn print_job(station: &Station, cfg: &PrinterConfig, job: &Job) -> Result<
                     store::note_failure(tx, id, &text)
                 })
                 .await;
-            show(station, Err(fault));
+            show(station, name, Err(fault));
             Err(())
         }
     }
 }
 
-fn show(station: &Station, outcome: Result<Option<String>, Fault>) {
+fn show(station: &Station, name: &str, outcome: Result<Option<String>, Fault>) {
     match outcome {
-        Ok(note) => report(station, NAME, DeviceState::Ok, note),
-        Err(f) => report(station, NAME, f.state, Some(f.detail)),
+        Ok(note) => report(station, name, DeviceState::Ok, note),
+        Err(f) => report(station, name, f.state, Some(f.detail)),
     };
 }
 

@@ -21,14 +21,36 @@ pub fn enqueue(tx: &Transaction<'_>, kind: JobKind, ref_id: &str) -> Result<i64,
     Ok(tx.last_insert_rowid())
 }
 
-/// The first job still to print.
-pub fn next(c: &Connection) -> Result<Option<Job>, DbError> {
+/// Which jobs a printer takes: all of them, or (with a label printer) the
+/// receipt printer everything but labels and the label printer labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    All,
+    AllButLabels,
+    LabelsOnly,
+}
+
+impl Takes {
+    fn code(self) -> i64 {
+        match self {
+            Takes::All => 0,
+            Takes::AllButLabels => 1,
+            Takes::LabelsOnly => 2,
+        }
+    }
+}
+
+/// The jobs of `takes` still to print (`?1`: [`Takes::code`]).
+const WAITING: &str = "printed_at IS NULL AND failed_at IS NULL
+     AND (?1 = 0 OR (?1 = 1 AND kind <> 'label') OR (?1 = 2 AND kind = 'label'))";
+
+/// The first job still to print of those `takes` names.
+pub fn next(c: &Connection, takes: Takes) -> Result<Option<Job>, DbError> {
     let row = c
-        .prepare_cached(
-            "SELECT id, kind, ref_id, attempts FROM print_jobs
-             WHERE printed_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT 1",
-        )?
-        .query_row([], |r| {
+        .prepare_cached(&format!(
+            "SELECT id, kind, ref_id, attempts FROM print_jobs WHERE {WAITING} ORDER BY id LIMIT 1"
+        ))?
+        .query_row([takes.code()], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -47,12 +69,12 @@ pub fn next(c: &Connection) -> Result<Option<Job>, DbError> {
     }))
 }
 
-/// Jobs still to print.
-pub fn queued(c: &Connection) -> Result<i64, DbError> {
-    Ok(c.prepare_cached(
-        "SELECT COUNT(*) FROM print_jobs WHERE printed_at IS NULL AND failed_at IS NULL",
-    )?
-    .query_row([], |r| r.get(0))?)
+/// Jobs still to print of those `takes` names.
+pub fn queued(c: &Connection, takes: Takes) -> Result<i64, DbError> {
+    Ok(
+        c.prepare_cached(&format!("SELECT COUNT(*) FROM print_jobs WHERE {WAITING}"))?
+            .query_row([takes.code()], |r| r.get(0))?,
+    )
 }
 
 /// The job's bytes reached the printer.
@@ -97,7 +119,7 @@ mod tests {
             enqueue(tx, JobKind::Handover, "h1")?;
             enqueue(tx, JobKind::Receipt, "p2").map(|_| ())
         });
-        let next = || db.read_blocking(next).unwrap().unwrap();
+        let next = || db.read_blocking(|c| next(c, Takes::All)).unwrap().unwrap();
         let first = next();
         assert_eq!(
             (first.kind, first.ref_id.as_str()),
@@ -110,6 +132,34 @@ mod tests {
         assert_eq!(second.ref_id, "h1");
         w(&|tx| mark_failed(tx, second.id, "gone"));
         assert_eq!(next().ref_id, "p2");
-        assert_eq!(db.read_blocking(queued).unwrap(), 1);
+        assert_eq!(db.read_blocking(|c| queued(c, Takes::All)).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_label_printer_takes_the_labels_and_the_other_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("y.db"), dir.path()).unwrap();
+        db.write_blocking(Durability::Full, |tx| {
+            enqueue(tx, JobKind::Label, "p1")?;
+            enqueue(tx, JobKind::Receipt, "p1").map(|_| ())
+        })
+        .unwrap();
+        let first = |takes| {
+            db.read_blocking(move |c| next(c, takes))
+                .unwrap()
+                .map(|j| j.kind)
+        };
+        assert_eq!(first(Takes::All), Some(JobKind::Label));
+        assert_eq!(first(Takes::AllButLabels), Some(JobKind::Receipt));
+        assert_eq!(first(Takes::LabelsOnly), Some(JobKind::Label));
+        let count = |takes| db.read_blocking(move |c| queued(c, takes)).unwrap();
+        assert_eq!(
+            (
+                count(Takes::All),
+                count(Takes::AllButLabels),
+                count(Takes::LabelsOnly)
+            ),
+            (2, 1, 1)
+        );
     }
 }
