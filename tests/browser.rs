@@ -105,6 +105,22 @@ impl Browser {
         );
     }
 
+    /// From the customer start screen, logs clerk `id` in with `pin` and
+    /// waits for the console.
+    fn clerk_login(&self, id: &str, pin: &str) {
+        self.click("#c-to-clerk");
+        self.wait_js(
+            "the login screen",
+            "return document.body.dataset.screen === 'k-login'",
+        );
+        self.type_into("#k-id", id);
+        self.type_into("#k-pin", &format!("{pin}{ENTER}"));
+        self.wait_js(
+            "the console",
+            "return document.body.dataset.screen === 'k-console'",
+        );
+    }
+
     fn js(&self, script: &str) -> Value {
         self.rt
             .block_on(self.c().execute(script, vec![]))
@@ -642,13 +658,7 @@ fn the_counter_scanner_drives_a_clerk_check_in() {
     ]}));
     let b = Browser::start(1280, 800);
     b.goto(&st.url("/"));
-    b.click("#c-to-clerk");
-    b.type_into("#k-id", "wei");
-    b.type_into("#k-pin", &format!("2468{ENTER}"));
-    b.wait_js(
-        "the console",
-        "return document.body.dataset.screen === 'k-console'",
-    );
+    b.clerk_login("wei", "2468");
     b.wait_js(
         "the printer problem shown",
         "return !document.querySelector('#k-devices').hidden",
@@ -779,17 +789,7 @@ fn a_clerk_walks_through_the_merchants_checklist_in_both_languages() {
     st.import_manifest(json!({"returns": [rules("RT-CHECK-0001"), rules("RT-CHECK-0002")]}));
     let b = Browser::start(1280, 800);
     b.goto(&st.url("/"));
-    b.click("#c-to-clerk");
-    b.wait_js(
-        "the login screen",
-        "return document.body.dataset.screen === 'k-login'",
-    );
-    b.type_into("#k-id", "wei");
-    b.type_into("#k-pin", &format!("2468{ENTER}"));
-    b.wait_js(
-        "the console",
-        "return document.body.dataset.screen === 'k-console'",
-    );
+    b.clerk_login("wei", "2468");
 
     let field = "#k-field";
     let step_is = |step: &str| {
@@ -942,13 +942,7 @@ fn a_parcel_without_a_label_takes_a_number_from_the_pool() {
     st.import_manifest(manifest);
     let b = Browser::start(1280, 800);
     b.goto(&st.url("/"));
-    b.click("#c-to-clerk");
-    b.wait_js(
-        "the login screen",
-        "return document.body.dataset.screen === 'k-login'",
-    );
-    b.type_into("#k-id", "wei");
-    b.type_into("#k-pin", &format!("2468{ENTER}"));
+    b.clerk_login("wei", "2468");
     b.wait_js("the low pool banner", "const e = document.querySelector('#k-pools'); return !e.hidden && e.textContent.includes('SF 剩 1 个')");
 
     let field = "#k-field";
