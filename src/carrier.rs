@@ -38,6 +38,13 @@ impl Carriers {
         self.0.iter().find(|c| c.code.eq_ignore_ascii_case(code))
     }
 
+    /// A carrier code as given, spelled as configured (or upper case when
+    /// no configured carrier has it).
+    pub fn code_of(&self, given: &str) -> String {
+        self.by_code(given)
+            .map_or_else(|| given.to_ascii_uppercase(), |c| c.code.clone())
+    }
+
     pub fn list(&self) -> Vec<CarrierInfo> {
         self.0
             .iter()

@@ -319,18 +319,7 @@ impl Station {
     pub(crate) async fn waybill_scanned(&self, code: &str) -> Option<(String, Option<String>)> {
         let waybill = crate::carrier::normalise_waybill(code)?;
         let carrier = self.config().carriers.detect(&waybill)?.code.clone();
-        let Some(rn) = ReturnNo::parse(code).map(String::from) else {
-            return Some((waybill, Some(carrier)));
-        };
-        let known = self
-            .db()
-            .read(move |c| manifest::get(c, &rn).map_err(CheckinError::from))
-            .await;
-        match known {
-            Ok(None) => Some((waybill, Some(carrier))),
-            // In the manifest (or unknown because the read failed): a return.
-            _ => None,
-        }
+        (!self.may_be_return(code).await).then_some((waybill, Some(carrier)))
     }
 
     /// An item's barcode (a GTIN), if that is what a clerk's scanner read:
@@ -338,15 +327,23 @@ impl Station {
     /// (the items step ticks it, SPEC §2.5).
     pub(crate) async fn item_scanned(&self, code: &str) -> Option<String> {
         let code = code.trim();
-        if !inspect::is_gtin(code) {
+        if !inspect::is_gtin(code) || self.may_be_return(code).await {
             return None;
         }
-        let rn = code.to_owned();
+        Some(code.to_owned())
+    }
+
+    /// Whether a scanned `code` that could be something else is a return
+    /// number the manifest knows (or might: a failed read counts as yes).
+    async fn may_be_return(&self, code: &str) -> bool {
+        let Some(rn) = ReturnNo::parse(code).map(String::from) else {
+            return false;
+        };
         let known = self
             .db()
             .read(move |c| manifest::get(c, &rn).map_err(CheckinError::from))
             .await;
-        matches!(known, Ok(None)).then(|| code.to_owned())
+        !matches!(known, Ok(None))
     }
 
     fn rejected(&self, reason: Reason, info: Option<ReturnInfo>, channel: Channel) -> ScanAnswer {
@@ -807,11 +804,7 @@ fn pooled_waybill(
                 "a number from the pool needs the carrier: give carrier",
             )
         })?;
-    let carrier = station
-        .config()
-        .carriers
-        .by_code(given)
-        .map_or_else(|| given.to_ascii_uppercase(), |c| c.code.clone());
+    let carrier = station.config().carriers.code_of(given);
     let number = crate::pool::take(tx, &carrier, parcel.id.as_str())?.ok_or_else(|| {
         CheckinError::refused(
             "pool_empty",

@@ -109,9 +109,7 @@ impl AcceptInput {
             .map(str::trim)
             .filter(|c| !c.is_empty())
         {
-            Some(given) => carriers
-                .by_code(given)
-                .map_or_else(|| given.to_ascii_uppercase(), |c| c.code.clone()),
+            Some(given) => carriers.code_of(given),
             None => carriers
                 .detect(&waybill)
                 .map(|c| c.code.clone())

@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -75,7 +74,7 @@ pub fn parse(line: &str) -> Option<Reading> {
 /// Reads the scale until `stop`, re-opening it whenever it returns.
 pub(super) async fn run(station: Station, cfg: ScaleConfig, mut stop: watch::Receiver<bool>) {
     loop {
-        match open(&cfg) {
+        match super::scanner::open_serial(&cfg.path, cfg.baud) {
             Ok(fd) => {
                 report(&station, NAME, DeviceState::Ok, None);
                 match read(&station, fd, &mut stop).await {
@@ -99,15 +98,6 @@ pub(super) async fn run(station: Station, cfg: ScaleConfig, mut stop: watch::Rec
             return;
         }
     }
-}
-
-fn open(cfg: &ScaleConfig) -> std::io::Result<AsyncFd<File>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&cfg.path)?;
-    super::scanner::configure_tty(&file, cfg.baud)?;
-    super::async_fd(file)
 }
 
 /// Reads lines until the scale goes away (`Some(why)`) or `stop` (`None`).

@@ -66,15 +66,12 @@ fn open_error(cfg: &ScannerConfig, e: &std::io::Error) -> String {
 /// operator when it works in a reduced way (an evdev path that cannot be
 /// grabbed because it is not an input device, such as a recording).
 fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&cfg.path)?;
+    if cfg.kind == ScannerKind::Serial {
+        return Ok((open_serial(&cfg.path, cfg.baud)?, None));
+    }
+    let file = open_device(&cfg.path)?;
     let note = match cfg.kind {
-        ScannerKind::Serial => {
-            configure_tty(&file, cfg.baud)?;
-            None
-        }
+        ScannerKind::Serial => None,
         ScannerKind::Evdev => {
             use std::os::unix::fs::FileTypeExt;
             if !file.metadata()?.file_type().is_char_device() {
@@ -99,6 +96,22 @@ fn open(cfg: &ScannerConfig) -> std::io::Result<(AsyncFd<File>, Option<String>)>
         }
     };
     Ok((super::async_fd(file)?, note))
+}
+
+/// A device file opened for non-blocking reads (never as our terminal).
+fn open_device(path: &std::path::Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// A serial device (a scanner, the scale) raw at `baud`, registered for
+/// non-blocking reads.
+pub(super) fn open_serial(path: &std::path::Path, baud: u32) -> std::io::Result<AsyncFd<File>> {
+    let file = open_device(path)?;
+    configure_tty(&file, baud)?;
+    super::async_fd(file)
 }
 
 /// Raw mode at `baud`: bytes as they come, no echo, no line editing.

@@ -11,13 +11,11 @@ use crate::outbox::Backlog;
 
 /// The retained presence message (SPEC §6.1).
 pub(super) async fn presence(ctx: &Ctx, online: bool) -> String {
-    let counts = ctx.read(queue::backlogs).await;
-    let (backlog, photos) = counts.unwrap_or_default();
     let low_water = ctx.deps.config().station.waybill_low_water;
-    let pools = ctx
-        .read(move |c| crate::pool::levels(c, low_water))
-        .await
-        .unwrap_or_default();
+    let counts = ctx
+        .read(move |c| Ok::<_, DbError>((queue::backlogs(c)?, crate::pool::levels(c, low_water)?)))
+        .await;
+    let ((backlog, photos), pools) = counts.unwrap_or_default();
     let mut status = serde_json::json!({
         "online": online,
         "version": env!("CARGO_PKG_VERSION"),
