@@ -142,12 +142,30 @@ pub struct TlsFiles {
     pub client_auth: Option<(PathBuf, PathBuf)>,
 }
 
-/// `[sync.mqtt]`.
-#[derive(Debug, Clone)]
-pub struct MqttConfig {
+/// One broker of `sync.mqtt.url`/`urls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `[sync.mqtt]`.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// In the order to try them; never empty.
+    pub brokers: Vec<Broker>,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub keep_alive_s: u64,
@@ -175,6 +193,9 @@ pub struct SyncConfig {
     pub batch_size: u32,
     pub retry_initial_ms: u64,
     pub retry_max_s: u64,
+    /// The first reconnect after a lost connection waits a random
+    /// `0..reconnect_spread_ms`.
+    pub reconnect_spread_ms: u64,
     pub timeout_s: u64,
     pub mqtt: Option<MqttConfig>,
     pub https: Option<HttpsConfig>,
@@ -364,10 +385,43 @@ mod tests {
         )
         .unwrap();
         let m = c.sync.mqtt.as_ref().unwrap();
+        assert_eq!(m.brokers.len(), 1);
         assert_eq!(
-            (m.host.as_str(), m.port, m.tls),
+            (
+                m.brokers[0].host.as_str(),
+                m.brokers[0].port,
+                m.brokers[0].tls
+            ),
             ("broker.example", 9999, true)
         );
+        let list = load_toml(
+            "[sync.mqtt]\nurls = [\"mqtt://a.example\", \"mqtts://[::1]:8884\"]\n",
+            &[],
+        )
+        .unwrap();
+        let names: Vec<String> = list
+            .sync
+            .mqtt
+            .unwrap()
+            .brokers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["mqtt://a.example:1883", "mqtts://[::1]:8884"]);
+        let env = load_toml("", &[("YIZHAN_SYNC__MQTT__URLS", "mqtt://a:1,mqtt://b:2")]).unwrap();
+        assert_eq!(env.sync.mqtt.unwrap().brokers.len(), 2);
+        for (bad, says) in [
+            ("url = \"mqtt://a\"\nurls = [\"mqtt://b\"]", "both set"),
+            (
+                "urls = [\"mqtt://a\", \"http://b\"]",
+                "\"http://b\" is not a broker URL",
+            ),
+        ] {
+            let err = load_toml(&format!("[sync.mqtt]\n{bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         assert_eq!(c.sync.https.as_ref().unwrap().base_url, "https://p.example");
         assert!(c.sync.enabled());
         assert!(

@@ -72,8 +72,15 @@ fn holder_words(holder: &Option<String>) -> String {
     }
 }
 
+/// The CLI's reports for `diagnostics.upload`, given the address the API
+/// serves on.
+pub type DiagnosticsProbe =
+    std::sync::Arc<dyn Fn(std::net::SocketAddr) -> serde_json::Value + Send + Sync>;
+
 /// Runs the daemon until a signal asks it to stop.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+///
+/// `diagnostics` adds the CLI's reports to `diagnostics.upload`.
+pub async fn run(config: Config, diagnostics: Option<DiagnosticsProbe>) -> Result<(), DaemonError> {
     // Signals are caught from the very start: a SIGTERM while the station
     // opens or the tasks start is a request to stop cleanly, never the
     // default "die at once".
@@ -96,7 +103,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let path = station.config().operator_token_path();
     write_operator_token(&path, station.operator_token())
         .map_err(|source| DaemonError::OperatorToken { path, source })?;
-    let served = run_on(station, listener, stops).await;
+    let served = run_serving(station, listener, stops, diagnostics).await;
     drop(data_lock);
     served
 }
@@ -114,12 +121,25 @@ pub async fn run_on(
     listener: TcpListener,
     stops: StopRequests,
 ) -> Result<(), DaemonError> {
+    run_serving(station, listener, stops, None).await
+}
+
+async fn run_serving(
+    station: Station,
+    listener: TcpListener,
+    stops: StopRequests,
+    diagnostics: Option<DiagnosticsProbe>,
+) -> Result<(), DaemonError> {
     let addr = listener.local_addr().map_err(DaemonError::Serve)?;
     tracing::info!(%addr, station_id = %station.config().station.id, version = env!("CARGO_PKG_VERSION"), "api listening");
     let (stop_tx, stop_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(station.clone(), stop_rx.clone()));
     let clock = tokio::spawn(watch_clock(station.clone(), stop_rx.clone()));
-    let sync = crate::sync::start(&sync_deps(&station)).map_err(DaemonError::Sync)?;
+    let mut deps = sync_deps(&station);
+    if let Some(probe) = diagnostics {
+        deps = deps.with_diagnostics(std::sync::Arc::new(move || probe(addr)));
+    }
+    let sync = crate::sync::start(&deps).map_err(DaemonError::Sync)?;
     let hardware = crate::hardware::start(&station);
     let watchdog = crate::systemd::watchdog_interval()
         .map(|every| tokio::spawn(watchdog(station.clone(), every, stop_rx.clone())));
@@ -175,6 +195,36 @@ pub fn sync_deps(station: &Station) -> crate::sync::Deps {
         station.commits().clone(),
         station.notice_sender(),
     )
+    .with_health(health_probe(station.clone()))
+}
+
+/// The retained status's view of the kiosk (docs/PROTOCOL.md §2.2): each
+/// device's state, whether the clock is trusted, and the free disk under
+/// the data directory.
+fn health_probe(station: Station) -> crate::sync::HealthProbe {
+    std::sync::Arc::new(move || {
+        let devices: serde_json::Map<String, serde_json::Value> = station
+            .devices()
+            .snapshot()
+            .into_iter()
+            .map(|(name, d)| {
+                let mut v = serde_json::json!({"kind": d.kind, "state": d.state.as_str()});
+                if let Some(detail) = d.detail {
+                    v["detail"] = detail.into();
+                }
+                (name, v)
+            })
+            .collect();
+        let data_dir = &station.config().storage.data_dir;
+        let free = rustix::fs::statvfs(data_dir)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+        serde_json::json!({
+            "devices": devices,
+            "clock_trusted": station.clock_trust().map(|t| t.trusted),
+            "free_disk_bytes": free,
+        })
+    })
 }
 
 async fn housekeeping(station: Station, mut stop: watch::Receiver<bool>) {

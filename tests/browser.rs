@@ -536,7 +536,7 @@ fn a_clerk_logs_in_checks_in_with_the_scanner_and_hands_over() {
 fn the_screen_shows_an_offline_banner_when_sync_is_down() {
     // The broker's port has nobody listening: sync is configured but down.
     let st = TestStation::start_with(&format!(
-        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\n[sync.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n",
+        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\n[sync.mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n",
         free_port()
     ));
     st.checkin("RT-OFF-00001", "SF900000000001");

@@ -36,7 +36,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(port: u16, what: &str) {
+pub fn wait_listening(port: u16, what: &str) {
     wait_until(what, Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", port)).ok()
     });
@@ -417,6 +417,8 @@ pub struct PlatformState {
     pub event_posts: AtomicUsize,
     /// While set, every event batch is answered with this status.
     pub events_status: Mutex<Option<u16>>,
+    /// Every diagnostics document PUT, with the `command_id` of its URL.
+    pub diagnostics: Mutex<Vec<(String, Value)>>,
 }
 
 /// The platform's HTTPS side, over plain HTTP or TLS.
@@ -482,6 +484,7 @@ impl FakePlatform {
             .route("/v1/stations/{sid}/events", post(events))
             .route("/v1/stations/{sid}/photos/{sha}", put(photo))
             .route("/v1/stations/{sid}/manifest", get(manifest))
+            .route("/v1/stations/{sid}/diagnostics/{id}", put(diagnostics))
             .with_state(state.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         match tls {
@@ -594,6 +597,24 @@ async fn photo(
     match st.photos.lock().unwrap().insert(sha, body.to_vec()) {
         Some(_) => StatusCode::OK,
         None => StatusCode::CREATED,
+    }
+}
+
+async fn diagnostics(
+    State(st): State<Arc<PlatformState>>,
+    UrlPath((_sid, id)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    if let Err(code) = gate(&st, &headers) {
+        return code;
+    }
+    match serde_json::from_slice(&body) {
+        Ok(doc) => {
+            st.diagnostics.lock().unwrap().push((id, doc));
+            StatusCode::NO_CONTENT
+        }
+        Err(_) => StatusCode::BAD_REQUEST,
     }
 }
 

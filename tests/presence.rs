@@ -22,7 +22,7 @@ const FEW: Duration = Duration::from_secs(8);
 fn station_toml(mqtt_port: u16) -> String {
     format!(
         "[station]\nmin_photos = 0\n\
-         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\nstatus_interval_s = 3600\n\
+         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\nstatus_interval_s = 3600\n\
          [sync.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\n"
     )
 }

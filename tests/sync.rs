@@ -21,7 +21,7 @@ const LONG: Duration = Duration::from_secs(60);
 /// Sync settings for a test station: fast retries, MQTT through `proxy`.
 pub(crate) fn sync_toml(mqtt_port: Option<u16>, https: Option<&str>, extra_sync: &str) -> String {
     let mut t = format!(
-        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\nstatus_interval_s = 1\n{extra_sync}\n"
+        "[sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\nstatus_interval_s = 1\n{extra_sync}\n"
     );
     if let Some(p) = mqtt_port {
         t.push_str(&format!(

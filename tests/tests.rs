@@ -13,6 +13,7 @@ mod counter;
 mod devices;
 mod durability;
 mod fake_printer;
+mod fleet;
 mod full_disk;
 mod fuzz;
 mod hostile;

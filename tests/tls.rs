@@ -61,7 +61,7 @@ impl Ca {
 fn station(device: &str, port: u16, ca: &Path, client: Option<&(PathBuf, PathBuf)>) -> TestStation {
     let mut mqtt = format!(
         "[station]\ndevice_id = \"{device}\"\nmin_photos = 0\n\
-         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\n\
+         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\n\
          [sync.mqtt]\nurl = \"mqtts://127.0.0.1:{port}\"\nca_file = {:?}\n",
         ca.display().to_string()
     );
@@ -207,7 +207,7 @@ fn https_station(
 ) -> TestStation {
     TestStation::start_with(&format!(
         "[station]\ndevice_id = \"{device}\"\nmin_photos = 0\n\
-         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\n\
+         [sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\n\
          [sync.https]\nbase_url = \"{base}\"\nca_file = {:?}\n\
          client_cert_file = {:?}\nclient_key_file = {:?}\ntoken_file = {:?}\n",
         ca.display().to_string(),

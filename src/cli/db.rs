@@ -40,6 +40,47 @@ pub fn run(config: &Config, cmd: DbCommand, out: Output) -> Result<()> {
 }
 
 fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
+    let report = check_report(config, db)?;
+    let human = |r: &CheckReport| {
+        println!("integrity:    {}", r.integrity.join("; "));
+        println!("foreign keys: {} violation(s)", r.foreign_key_violations);
+        println!(
+            "events:       {} stored (seq {} to {}), {} gap(s)",
+            r.events,
+            r.pruned_through + 1,
+            r.last_seq,
+            r.seq_gaps
+        );
+        println!(
+            "photos:       {} orphan file(s), {} missing file(s), {} temp file(s)",
+            r.photos.orphan_files.len(),
+            r.photos.missing_files.len(),
+            r.photos.temp_files
+        );
+    };
+    if report.ok() {
+        return out.print(&report, human);
+    }
+    out.print_failed(
+        &report,
+        CliError::CheckFailed(
+            "database check found problems (orphan and temp files are removed at the next daemon start)"
+                .to_owned(),
+        ),
+        human,
+    )
+}
+
+/// What `yizhan db check` finds, with `ok` (`diagnostics.upload` sends it).
+pub fn check_json(config: &Config, db: &db::Db) -> Result<serde_json::Value> {
+    let report = check_report(config, db)?;
+    let ok = report.ok();
+    let mut v = serde_json::to_value(report)?;
+    v["ok"] = ok.into();
+    Ok(v)
+}
+
+fn check_report(config: &Config, db: &db::Db) -> Result<CheckReport> {
     let photos = PhotoStore::new(config.photos_dir(), config.storage.min_free_mb);
     let report = db.read_blocking(|c| -> Result<CheckReport, DbError> {
         let mut stmt = c.prepare("PRAGMA integrity_check")?;
@@ -79,34 +120,7 @@ fn check(config: &Config, db: &db::Db, out: Output) -> Result<()> {
             photos: photos.check(c, false)?,
         })
     })?;
-    let human = |r: &CheckReport| {
-        println!("integrity:    {}", r.integrity.join("; "));
-        println!("foreign keys: {} violation(s)", r.foreign_key_violations);
-        println!(
-            "events:       {} stored (seq {} to {}), {} gap(s)",
-            r.events,
-            r.pruned_through + 1,
-            r.last_seq,
-            r.seq_gaps
-        );
-        println!(
-            "photos:       {} orphan file(s), {} missing file(s), {} temp file(s)",
-            r.photos.orphan_files.len(),
-            r.photos.missing_files.len(),
-            r.photos.temp_files
-        );
-    };
-    if report.ok() {
-        return out.print(&report, human);
-    }
-    out.print_failed(
-        &report,
-        CliError::CheckFailed(
-            "database check found problems (orphan and temp files are removed at the next daemon start)"
-                .to_owned(),
-        ),
-        human,
-    )
+    Ok(report)
 }
 
 fn backup(db: &db::Db, file: &Path, out: Output) -> Result<()> {

@@ -279,7 +279,7 @@ pub fn execute(cli: Cli) -> Result<()> {
     let config = config.context("configuration refused")?;
     let out = Output { json: cli.json };
     match cli.command {
-        Command::Run => run(config),
+        Command::Run => run(config, cli.config.clone()),
         Command::Status => status::run(&config, cli.config.as_deref(), out),
         Command::Parcels(cmd) => parcels::run(&config, cmd, out),
         Command::Outbox(cmd) => outbox::run(&config, cmd, out),
@@ -304,15 +304,35 @@ pub fn execute(cli: Cli) -> Result<()> {
     }
 }
 
-fn run(config: Config) -> Result<()> {
+fn run(config: Config, file: Option<PathBuf>) -> Result<()> {
     crate::logging::init(config.log.format, &config.log.level);
+    let diagnostics = diagnostics_probe(config.clone(), file);
     crate::photo::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(crate::daemon::run(config))?;
+    runtime.block_on(crate::daemon::run(config, Some(diagnostics)))?;
     Ok(())
+}
+
+/// What `diagnostics.upload` sends of the CLI's own reports: exactly what
+/// `yizhan status --json` and `yizhan db check --json` print (each an
+/// `{"error": …}` when it cannot be made).
+///
+/// The daemon passes the address it actually serves on (`api.listen` may
+/// say port 0), so that `status` finds it.
+fn diagnostics_probe(config: Config, file: Option<PathBuf>) -> crate::daemon::DiagnosticsProbe {
+    std::sync::Arc::new(move |serving| {
+        let mut config = config.clone();
+        config.api.listen = serving;
+        let or_error = |r: Result<serde_json::Value>| {
+            r.unwrap_or_else(|e| serde_json::json!({ "error": format!("{e:#}") }))
+        };
+        let status = or_error(status::json(&config, file.as_deref()));
+        let check = or_error(open_db(&config, false).and_then(|db| db::check_json(&config, &db)));
+        serde_json::json!({ "status": status, "db_check": check })
+    })
 }
 
 /// A command's failure that scripts can tell apart (`--json` gives its

@@ -46,6 +46,15 @@ struct Status {
 }
 
 pub fn run(config: &Config, file: Option<&Path>, out: Output) -> Result<()> {
+    out.print(&collect(config, file)?, print_human)
+}
+
+/// What `yizhan status --json` prints, as JSON (`diagnostics.upload`).
+pub fn json(config: &Config, file: Option<&Path>) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(collect(config, file)?)?)
+}
+
+fn collect(config: &Config, file: Option<&Path>) -> Result<Status> {
     let listen_from = listen_from(file);
     let db = open_db(config, false)?;
     let sla = config.station.pickup_sla_h;
@@ -113,7 +122,7 @@ pub fn run(config: &Config, file: Option<&Path>, out: Output) -> Result<()> {
         devices,
         clock,
     };
-    out.print(&status, print_human)
+    Ok(status)
 }
 
 /// Which layer of the configuration set `api.listen`: the environment,

@@ -103,6 +103,15 @@ fn apply_env(table: &mut Table, name: &str, value: &str) -> Result<(), String> {
             .parse::<bool>()
             .map(Value::Boolean)
             .map_err(|_| format!("{name} = {value:?}: expected true or false"))?,
+        // A list of text (`sync.mqtt.urls`): comma-separated.
+        Some(Value::Array(a)) if a.iter().all(Value::is_str) => Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| Value::String(v.to_owned()))
+                .collect(),
+        ),
         Some(Value::Table(_) | Value::Array(_)) => {
             return Err(format!(
                 "{name}: {last} is a section or list; set its keys one by one"
@@ -136,6 +145,12 @@ mod tests {
         assert_eq!(t["s"]["n"].as_integer(), Some(7));
         assert_eq!(t["s"]["b"].as_bool(), Some(true));
         assert_eq!(t["s"]["text"].as_str(), Some("0001"));
+        let mut l: Table = "[s]\nurls = []\n".parse().unwrap();
+        apply_env(&mut l, "YIZHAN_S__URLS", "mqtt://a:1, mqtt://b:2,").unwrap();
+        assert_eq!(
+            l["s"]["urls"].to_string(),
+            r#"["mqtt://a:1", "mqtt://b:2"]"#
+        );
         assert!(
             apply_env(&mut t, "YIZHAN_S__N", "x")
                 .unwrap_err()

@@ -12,8 +12,8 @@ use toml::{Table, Value};
 use super::hardware::RawHardware;
 use super::layer::DEFAULT_TOML;
 use super::{
-    ApiConfig, CodesConfig, Config, EventsVia, HttpsConfig, LogConfig, LogFormat, MqttConfig,
-    StationConfig, StorageConfig, SyncConfig, TlsFiles,
+    ApiConfig, Broker, CodesConfig, Config, EventsVia, HttpsConfig, LogConfig, LogFormat,
+    MqttConfig, StationConfig, StorageConfig, SyncConfig, TlsFiles,
 };
 use crate::carrier::{Carrier, Carriers};
 use crate::clock::ClockCheck;
@@ -88,6 +88,7 @@ struct RawSync {
     batch_size: i64,
     retry_initial_ms: i64,
     retry_max_s: i64,
+    reconnect_spread_ms: i64,
     timeout_s: i64,
     mqtt: RawMqtt,
     https: RawHttps,
@@ -97,6 +98,7 @@ struct RawSync {
 #[serde(deny_unknown_fields)]
 struct RawMqtt {
     url: String,
+    urls: Vec<String>,
     username: String,
     password_file: String,
     keep_alive_s: i64,
@@ -614,6 +616,13 @@ fn sync(p: &mut Problems, s: RawSync) -> SyncConfig {
             "milliseconds",
         ),
         retry_max_s: p.range("sync.retry_max_s", s.retry_max_s, 1, 86_400, "seconds"),
+        reconnect_spread_ms: p.range(
+            "sync.reconnect_spread_ms",
+            s.reconnect_spread_ms,
+            0,
+            3_600_000,
+            "milliseconds",
+        ),
         timeout_s: p.range("sync.timeout_s", s.timeout_s, 1, 3600, "seconds"),
         mqtt,
         https,
@@ -630,17 +639,44 @@ fn mqtt(p: &mut Problems, m: RawMqtt) -> Option<MqttConfig> {
         &m.client_key_file,
     );
     let password_file = file(p, "sync.mqtt.password_file", &m.password_file);
-    if m.url.trim().is_empty() {
+    let (key, urls) = match (m.url.trim().is_empty(), m.urls.is_empty()) {
+        (true, true) => return None,
+        (false, true) => ("sync.mqtt.url", vec![m.url]),
+        (true, false) => ("sync.mqtt.urls", m.urls),
+        (false, false) => {
+            p.push("sync.mqtt.url and sync.mqtt.urls are both set: expected one of them".into());
+            return None;
+        }
+    };
+    let brokers: Vec<Broker> = urls.iter().filter_map(|u| broker(p, key, u)).collect();
+    if brokers.len() != urls.len() {
         return None;
     }
+    if let Some(plain) = brokers.iter().find(|b| !b.tls)
+        && tls_files != TlsFiles::default()
+    {
+        p.push(format!(
+            "{key}: {plain} is plain mqtt:// but TLS files are set; expected mqtts://"
+        ));
+    }
+    Some(MqttConfig {
+        brokers,
+        username: Some(m.username).filter(|u| !u.is_empty()),
+        password_file,
+        keep_alive_s,
+        tls_files,
+    })
+}
+
+/// One broker URL of `key`.
+fn broker(p: &mut Problems, key: &str, text: &str) -> Option<Broker> {
     let bad = |p: &mut Problems| {
         p.push(format!(
-            "sync.mqtt.url = {:?}: expected mqtts://host:port or mqtt://host:port",
-            m.url
+            "{key}: {text:?} is not a broker URL; expected mqtts://host:port or mqtt://host:port"
         ));
         None
     };
-    let Ok(url) = url::Url::parse(&m.url) else {
+    let Ok(url) = url::Url::parse(text.trim()) else {
         return bad(p);
     };
     let tls = match url.scheme() {
@@ -654,20 +690,10 @@ fn mqtt(p: &mut Problems, m: RawMqtt) -> Option<MqttConfig> {
     if url.path().len() > 1 || url.query().is_some() || !url.username().is_empty() {
         return bad(p);
     }
-    if !tls && tls_files != TlsFiles::default() {
-        p.push(format!(
-            "sync.mqtt.url = {:?}: TLS files are set but the URL is plain mqtt://; expected mqtts://",
-            m.url
-        ));
-    }
-    Some(MqttConfig {
+    Some(Broker {
         host: host.trim_matches(['[', ']']).to_owned(),
         port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
         tls,
-        username: Some(m.username).filter(|u| !u.is_empty()),
-        password_file,
-        keep_alive_s,
-        tls_files,
     })
 }
 

@@ -71,6 +71,8 @@ enum Command {
     /// acceptance of it goes `held`.
     UnknownReturn(String),
     Refresh,
+    /// Upload the station's diagnostics (docs/PROTOCOL.md §2.3).
+    Diagnostics,
     /// A block of e-waybill numbers for the pools (SPEC §2.5).
     Pool(crate::pool::Block),
     Status {
@@ -81,11 +83,25 @@ enum Command {
     Unknown(String),
 }
 
-/// Applies one command payload. Returns what happened and whether the
-/// manifest should be pulled now.
-pub async fn apply(deps: &super::Deps, payload: &[u8]) -> Result<(Applied, bool), CommandError> {
+/// What the caller does once a command is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    Nothing,
+    /// Pull the manifest now.
+    RefreshManifest,
+    /// PUT the diagnostics under this `command_id`.
+    UploadDiagnostics(String),
+}
+
+/// Applies one command payload. Returns what happened and what to do
+/// next; a duplicate asks for nothing.
+pub async fn apply(deps: &super::Deps, payload: &[u8]) -> Result<(Applied, Then), CommandError> {
     let (id, command) = parse(payload)?;
-    let refresh = matches!(command, Command::Refresh);
+    let then = match command {
+        Command::Refresh => Then::RefreshManifest,
+        Command::Diagnostics => Then::UploadDiagnostics(id.clone()),
+        _ => Then::Nothing,
+    };
     let source = deps.events().clone();
     let (applied, held) = deps
         .db()
@@ -97,8 +113,12 @@ pub async fn apply(deps: &super::Deps, payload: &[u8]) -> Result<(Applied, bool)
         deps.events_committed();
         deps.notify(crate::notice::Notice::Held { parcels: held });
     }
-    let refresh = refresh && applied != Applied::Duplicate;
-    Ok((applied, refresh))
+    let then = if applied == Applied::Duplicate {
+        Then::Nothing
+    } else {
+        then
+    };
+    Ok((applied, then))
 }
 
 /// Checks a command payload without applying it; returns its
@@ -134,6 +154,7 @@ fn parse(payload: &[u8]) -> Result<(String, Command), CommandError> {
         "return.cancelled" => Command::Cancelled(return_no(&env.data)?),
         "return.unknown" => Command::UnknownReturn(return_no(&env.data)?),
         "manifest.refresh" => Command::Refresh,
+        "diagnostics.upload" => Command::Diagnostics,
         "waybill.pool" => {
             let block: crate::pool::Block =
                 serde_json::from_value(env.data.clone()).map_err(|e| bad(format!("data: {e}")))?;
@@ -206,6 +227,11 @@ fn apply_in(
             ("return.unknown", Applied::Done(text), held)
         }
         Command::Refresh => ("manifest.refresh", Applied::Done("refresh".into()), 0),
+        Command::Diagnostics => (
+            "diagnostics.upload",
+            Applied::Done("diagnostics upload".into()),
+            0,
+        ),
         Command::Pool(block) => {
             let added = crate::pool::add(tx, &block)?;
             let text = format!(

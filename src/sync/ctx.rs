@@ -26,7 +26,17 @@ pub struct Deps {
     photos: PhotoStore,
     commits: Commits,
     notices: tokio::sync::broadcast::Sender<Notice>,
+    health: Option<HealthProbe>,
+    diagnostics: Option<Probe>,
 }
+
+/// A report the station makes about itself, as a JSON object whose keys
+/// join a larger document.
+pub type Probe = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// What the station tells the fleet about its own health in the retained
+/// status (devices, clock, disk). Cheap: it runs at every status.
+pub type HealthProbe = Probe;
 
 impl Deps {
     pub fn new(
@@ -44,7 +54,37 @@ impl Deps {
             photos,
             commits,
             notices,
+            health: None,
+            diagnostics: None,
         }
+    }
+
+    /// With the reports `diagnostics.upload` sends (`status --json`, `db
+    /// check`); the probe may block.
+    pub fn with_diagnostics(mut self, probe: Probe) -> Deps {
+        self.diagnostics = Some(probe);
+        self
+    }
+
+    /// The station's reports for `diagnostics.upload` (blocking; an empty
+    /// object without a probe).
+    pub fn diagnostics(&self) -> serde_json::Value {
+        self.diagnostics
+            .as_ref()
+            .map_or_else(|| serde_json::json!({}), |probe| probe())
+    }
+
+    /// With the station's health in the retained status.
+    pub fn with_health(mut self, probe: HealthProbe) -> Deps {
+        self.health = Some(probe);
+        self
+    }
+
+    /// The station's health now (an empty object without a probe).
+    pub fn health(&self) -> serde_json::Value {
+        self.health
+            .as_ref()
+            .map_or_else(|| serde_json::json!({}), |probe| probe())
     }
 
     pub fn config(&self) -> &Config {

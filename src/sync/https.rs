@@ -93,6 +93,23 @@ impl Platform {
         self.send(req).await.map(drop)
     }
 
+    /// `PUT …/diagnostics/{command_id}` with a JSON document.
+    pub async fn put_diagnostics(&self, command_id: &str, json: Vec<u8>) -> Result<(), SyncError> {
+        let mut url = reqwest::Url::parse(&format!("{}/diagnostics/", self.base))
+            .map_err(|e| SyncError::Protocol(format!("bad diagnostics URL: {e}")))?;
+        // The id is the platform's text: one path segment, escaped.
+        url.path_segments_mut()
+            .map_err(|()| SyncError::Protocol("base_url cannot take a path".into()))?
+            .pop_if_empty()
+            .push(command_id);
+        let req = self
+            .client
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json);
+        self.send(req).await.map(drop)
+    }
+
     /// `GET …/manifest?since=…`: the raw JSON page.
     pub async fn manifest_page(&self, since: Option<&str>) -> Result<Vec<u8>, SyncError> {
         let mut req = self.client.get(format!("{}/manifest", self.base));

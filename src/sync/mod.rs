@@ -27,6 +27,7 @@
 
 pub mod commands;
 mod ctx;
+mod diagnostics;
 mod drain;
 mod events_https;
 mod https;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub(crate) use ctx::Ctx;
-pub use ctx::Deps;
+pub use ctx::{Deps, HealthProbe, Probe};
 pub use mqtt::Topics;
 pub use state::{Live, SyncState};
 pub use view::{SyncView, view};
@@ -146,7 +147,11 @@ pub fn start(deps: &Deps) -> Result<SyncHandle, SyncError> {
             done: None,
         });
     }
-    if let Some(m) = cfg.mqtt.as_ref().filter(|m| m.tls) {
+    if let Some(m) = cfg
+        .mqtt
+        .as_ref()
+        .filter(|m| m.brokers.iter().any(|b| b.tls))
+    {
         // Fail at start, naming the file, rather than in a retry loop.
         tls::client_config(&m.tls_files)?;
     }

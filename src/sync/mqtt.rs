@@ -33,7 +33,7 @@ use super::drain::Selector;
 use super::queue::Outgoing as Pending;
 use super::{Ctx, SyncError, commands, queue, stopped, tls};
 use crate::backoff::Backoff;
-use crate::config::MqttConfig;
+use crate::config::{Broker, MqttConfig};
 
 /// How often an idle session looks at the outbox again even without a
 /// signal (an operator's retry from the CLI, say).
@@ -65,20 +65,32 @@ impl Topics {
     }
 }
 
-/// Connects, serves, and reconnects with backoff until `stop`.
+/// Connects, serves, and reconnects until `stop`.
 /// Events are published only with `send_events` (`events_via` is not
 /// `https`); presence and commands always go over MQTT.
+///
+/// # Reconnects
+/// A lost connection is retried on the same broker after a random
+/// `0..sync.reconnect_spread_ms`, so a fleet whose broker restarted comes
+/// back spread over that window. A failed attempt moves on to the next
+/// broker of `sync.mqtt.urls` after a full-jitter backoff delay. The outbox
+/// is resent on every new session, so a broker that does not have the
+/// session loses nothing.
 pub async fn run(ctx: Ctx, cfg: MqttConfig, send_events: bool, mut stop: watch::Receiver<bool>) {
     let sync = ctx.deps.config().sync.clone();
     let mut backoff = Backoff::new(
         Duration::from_millis(sync.retry_initial_ms),
         Duration::from_secs(sync.retry_max_s),
     );
+    let mut next = 0;
     loop {
         if *stop.borrow() {
             return;
         }
-        let ended = match options(&ctx, &cfg).await {
+        let broker = &cfg.brokers[next % cfg.brokers.len()];
+        ctx.state
+            .update(|l| l.mqtt_broker = Some(broker.to_string()));
+        let ended = match options(&ctx, &cfg, broker).await {
             Ok(opts) => session(&ctx, opts, send_events, &mut stop).await,
             Err(e) => Ended::Lost {
                 error: e.to_string(),
@@ -92,11 +104,16 @@ pub async fn run(ctx: Ctx, cfg: MqttConfig, send_events: bool, mut stop: watch::
                 was_connected,
             } => {
                 ctx.state.set_mqtt_connected(false, Some(error.clone()));
-                if was_connected {
+                ctx.state
+                    .update(|l| l.mqtt_attempts_failed += u64::from(!was_connected));
+                let delay = if was_connected {
                     backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost or refused; will reconnect");
+                    Backoff::spread(Duration::from_millis(sync.reconnect_spread_ms))
+                } else {
+                    next = (next + 1) % cfg.brokers.len();
+                    backoff.next_delay()
+                };
+                tracing::warn!(broker = %broker, error = %error, retry_in_ms = delay.as_millis() as u64, next = %cfg.brokers[next], "MQTT connection lost or refused; will reconnect");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stopped(&mut stop) => return,
@@ -111,10 +128,10 @@ enum Ended {
     Lost { error: String, was_connected: bool },
 }
 
-async fn options(ctx: &Ctx, cfg: &MqttConfig) -> Result<MqttOptions, SyncError> {
+async fn options(ctx: &Ctx, cfg: &MqttConfig, broker: &Broker) -> Result<MqttOptions, SyncError> {
     let station = &ctx.deps.config().station;
     let sync = &ctx.deps.config().sync;
-    let mut opts = MqttOptions::new(station.device_id.clone(), cfg.host.clone(), cfg.port);
+    let mut opts = MqttOptions::new(station.device_id.clone(), broker.host.clone(), broker.port);
     opts.set_clean_session(false)
         .set_keep_alive(Duration::from_secs(cfg.keep_alive_s))
         .set_inflight(sync.inflight.saturating_add(8))
@@ -142,7 +159,7 @@ async fn options(ctx: &Ctx, cfg: &MqttConfig) -> Result<MqttOptions, SyncError> 
         };
         opts.set_credentials(user.clone(), password);
     }
-    if cfg.tls {
+    if broker.tls {
         let tls = tls::client_config(&cfg.tls_files)?;
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     }
@@ -449,6 +466,7 @@ impl Session<'_> {
             Event::Incoming(Packet::ConnAck(ack)) => {
                 self.connected = true;
                 ctx.state.set_mqtt_connected(true, None);
+                ctx.state.update(|l| l.mqtt_sessions += 1);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
                 // Everything committed before now is backlog; resend all
                 // that is not marked delivered.
@@ -502,11 +520,15 @@ impl Session<'_> {
                 .await
                 .unwrap_or_else(|e| Err(commands::CommandError::Db(e)));
             match applied {
-                Ok((applied, refresh)) => {
+                Ok((applied, then)) => {
                     tracing::info!(outcome = ?applied, "platform command");
                     ctx.state.update(|l| l.commands_applied += 1);
-                    if refresh {
-                        ctx.state.request_manifest_refresh();
+                    match then {
+                        commands::Then::Nothing => {}
+                        commands::Then::RefreshManifest => ctx.state.request_manifest_refresh(),
+                        commands::Then::UploadDiagnostics(id) => {
+                            tokio::spawn(super::diagnostics::upload(ctx.clone(), id));
+                        }
                     }
                 }
                 Err(commands::CommandError::Malformed(m)) => {

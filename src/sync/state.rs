@@ -25,6 +25,12 @@ pub struct Live {
     /// Times an `online:false` for this station (an earlier connection's
     /// last will) was seen while connected and corrected.
     pub status_corrections: u64,
+    /// The broker of the current (or last) connection attempt.
+    pub mqtt_broker: Option<String>,
+    /// MQTT sessions established (CONNACKs) since the daemon started.
+    pub mqtt_sessions: u64,
+    /// Connection attempts that failed before a session was established.
+    pub mqtt_attempts_failed: u64,
 }
 
 /// Shared handle to the live state and the signals between sync tasks.

@@ -29,6 +29,11 @@ pub(super) async fn presence(ctx: &Ctx, online: bool) -> String {
     if !pools.is_empty() {
         status["waybill_pools"] = serde_json::json!(pools);
     }
+    if let (Some(status), serde_json::Value::Object(health)) =
+        (status.as_object_mut(), ctx.deps.health())
+    {
+        status.extend(health);
+    }
     status.to_string()
 }
 
