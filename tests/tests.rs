@@ -22,6 +22,7 @@ mod platform;
 mod powercut;
 mod presence;
 mod privacy;
+mod rabbit;
 mod structure;
 mod sync;
 mod tls;
