@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::fleet::{events_topic, fleet_station, last_seq, quick_checkin, seqs_of, sync_view};
 use crate::platform::{Proxy, Subscriber, free_port, publish};
+use crate::tls::{Ca, last_error, station};
 use crate::util::wait_until;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -28,6 +29,11 @@ pub struct Node {
 /// The cluster of this test binary.
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    /// The first node's MQTT-over-TLS listener, which requires a client
+    /// certificate signed by `ca_file`'s CA.
+    pub tls_port: u16,
+    pub ca_file: PathBuf,
+    pub client: (PathBuf, PathBuf),
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -70,10 +76,29 @@ impl Cluster {
             format!("YIZHANTEST{}", std::process::id()),
         )
         .expect("cookie");
+        let tls = base.join("tls");
+        std::fs::create_dir_all(&tls).expect("tls dir");
+        let ca = Ca::new("yizhan rabbitmq test CA");
+        let ca_file = ca.write(&tls, "ca");
+        let (cert, key) = ca.issue(&tls, "broker", &["127.0.0.1", "localhost"], false);
+        let client = ca.issue(&tls, "kiosk-rmq-tls", &[], true);
+        let tls_port = free_port();
+        let tls_conf = format!(
+            "mqtt.listeners.ssl.default = {tls_port}\n\
+             ssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+             ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        );
         let tag = format!("yz{}", std::process::id());
         let nodes: Vec<Node> = ["a", "b", "c"]
             .iter()
-            .map(|n| Node::spawn(&base, &home, &format!("{tag}{n}")))
+            .enumerate()
+            .map(|(i, n)| {
+                let extra = if i == 0 { tls_conf.as_str() } else { "" };
+                Node::spawn(&base, &home, &format!("{tag}{n}"), extra)
+            })
             .collect();
         for n in &nodes {
             n.wait_listening(&base, "to boot");
@@ -99,12 +124,17 @@ impl Cluster {
             }
             n.wait_listening(&base, "to listen again in the cluster");
         }
-        Cluster { nodes }
+        Cluster {
+            nodes,
+            tls_port,
+            ca_file,
+            client,
+        }
     }
 }
 
 impl Node {
-    fn spawn(base: &Path, home: &Path, name: &str) -> Node {
+    fn spawn(base: &Path, home: &Path, name: &str, extra_conf: &str) -> Node {
         let dir = base.join(name);
         std::fs::create_dir_all(dir.join("mnesia")).expect("node dir");
         std::fs::create_dir_all(dir.join("log")).expect("node dir");
@@ -116,7 +146,7 @@ impl Node {
             format!(
                 "listeners.tcp.default = {amqp}\nmqtt.listeners.tcp.default = {mqtt}\n\
                  loopback_users = none\nmqtt.durable_queue_type = quorum\n\
-                 log.console = false\n"
+                 log.console = false\n{extra_conf}"
             ),
         )
         .expect("rabbitmq.conf");
@@ -341,4 +371,22 @@ fn rabbitmq_node_killed_mid_drain_loses_no_event() {
             );
         }
     }
+}
+
+/// Mutual TLS on the plugin's TLS listener: with the CA and a client
+/// certificate the station connects and delivers; without a client
+/// certificate the broker refuses it.
+#[test]
+fn rabbitmq_mutual_tls_delivers_and_refuses_a_station_without_a_certificate() {
+    let c = cluster();
+    let good = station("kiosk-rmq-tls", c.tls_port, &c.ca_file, Some(&c.client));
+    quick_checkin(&good, 1);
+    wait_until("delivery over mTLS", LONG, || {
+        let v = sync_view(&good);
+        (v["mqtt_connected"] == true && v["pending_events"] == 0).then_some(())
+    });
+    let anonymous = station("kiosk-rmq-no-cert", c.tls_port, &c.ca_file, None);
+    last_error(&anonymous);
+    assert_eq!(sync_view(&anonymous)["mqtt_connected"], false);
+    assert_eq!(sync_view(&good)["mqtt_connected"], true);
 }

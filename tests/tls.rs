@@ -15,13 +15,13 @@ use serde_json::Value;
 use crate::platform::{Broker, BrokerTls};
 use crate::util::{TestStation, wait_until};
 
-struct Ca {
+pub(crate) struct Ca {
     cert: Certificate,
     key: KeyPair,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -31,7 +31,13 @@ impl Ca {
     }
 
     /// Writes a leaf certificate and key signed by this CA.
-    fn issue(&self, dir: &Path, name: &str, sans: &[&str], client: bool) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        sans: &[&str],
+        client: bool,
+    ) -> (PathBuf, PathBuf) {
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -51,14 +57,19 @@ impl Ca {
         (c, k)
     }
 
-    fn write(&self, dir: &Path, name: &str) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(format!("{name}.pem"));
         std::fs::write(&p, self.cert.pem()).unwrap();
         p
     }
 }
 
-fn station(device: &str, port: u16, ca: &Path, client: Option<&(PathBuf, PathBuf)>) -> TestStation {
+pub(crate) fn station(
+    device: &str,
+    port: u16,
+    ca: &Path,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> TestStation {
     let mut mqtt = format!(
         "[station]\ndevice_id = \"{device}\"\nmin_photos = 0\n\
          [sync]\nretry_initial_ms = 50\nretry_max_s = 1\nreconnect_spread_ms = 100\n\
@@ -75,12 +86,12 @@ fn station(device: &str, port: u16, ca: &Path, client: Option<&(PathBuf, PathBuf
     TestStation::start_with(&mqtt)
 }
 
-fn sync_view(st: &TestStation) -> Value {
+pub(crate) fn sync_view(st: &TestStation) -> Value {
     st.get("/api/v1/sync").1
 }
 
 /// Waits until the station has tried and failed at least once.
-fn last_error(st: &TestStation) -> String {
+pub(crate) fn last_error(st: &TestStation) -> String {
     wait_until("a failed TLS connection", Duration::from_secs(30), || {
         sync_view(st)["mqtt_last_error"].as_str().map(str::to_owned)
     })
