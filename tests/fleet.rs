@@ -207,8 +207,16 @@ fn diagnostics_upload_puts_status_db_check_and_log_once_per_command() {
         broker.port,
         platform.base_url()
     ));
-    wait_until("connected", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true).then_some(())
+    // The station subscribes to its commands right after CONNACK and then
+    // publishes its status: once the status is here, so is the
+    // subscription (a command sent before it would have no session yet).
+    let status = Subscriber::start(broker.port, "yizhan/v1/stations/ST-F0901/status");
+    wait_until("the station's status", LONG, || {
+        status
+            .messages()
+            .iter()
+            .any(|m| m["online"] == true)
+            .then_some(())
     });
     let topic = "yizhan/v1/stations/ST-F0901/commands";
     let command = json!({"command_id": "diag/1 ?", "type": "diagnostics.upload", "data": {}});
