@@ -800,11 +800,17 @@ fn a_refusing_platform_is_not_retried_blindly() {
         std::thread::sleep(window);
         platform.state.event_posts.load(Ordering::SeqCst) - before
     };
+    // Each window starts from a station whose last post was accepted, so
+    // its backoff starts again from `retry_initial_ms` (a window that
+    // followed the 429s would begin inside a jittered delay of up to
+    // several seconds, and count nothing).
     let busy = posts_in(429, Duration::from_secs(3));
     assert!(
         busy >= 4,
         "a 429 is retried with the short backoff: {busy} posts in 3 s"
     );
+    *platform.state.events_status.lock().unwrap() = None;
+    wait_drained(&st);
     let refused = posts_in(400, Duration::from_secs(3));
     assert!(
         (1..=2).contains(&refused),
