@@ -978,7 +978,9 @@ fn a_parcel_without_a_label_takes_a_number_from_the_pool() {
     );
     b.screenshot("pool-2-accepted");
 
-    // The pool is empty: the next parcel is not offered a number.
+    // The pool is empty: the next parcel is not offered a number. Enter
+    // comes as soon as the photo step shows, camera started or not: a
+    // snap waits for the first frame rather than failing.
     b.type_into(field, &format!("RT-NOLABEL-02{ENTER}"));
     b.wait_js(
         "the photo step",
