@@ -34,6 +34,11 @@ pub struct Deps {
 /// join a larger document.
 pub type Probe = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// A probe's report, or an empty object where there is no probe.
+fn report(probe: Option<&Probe>) -> serde_json::Value {
+    probe.map_or_else(|| serde_json::json!({}), |probe| probe())
+}
+
 /// What the station tells the fleet about its own health in the retained
 /// status (devices, clock, disk). Cheap: it runs at every status.
 pub type HealthProbe = Probe;
@@ -69,9 +74,7 @@ impl Deps {
     /// The station's reports for `diagnostics.upload` (blocking; an empty
     /// object without a probe).
     pub fn diagnostics(&self) -> serde_json::Value {
-        self.diagnostics
-            .as_ref()
-            .map_or_else(|| serde_json::json!({}), |probe| probe())
+        report(self.diagnostics.as_ref())
     }
 
     /// With the station's health in the retained status.
@@ -82,9 +85,7 @@ impl Deps {
 
     /// The station's health now (an empty object without a probe).
     pub fn health(&self) -> serde_json::Value {
-        self.health
-            .as_ref()
-            .map_or_else(|| serde_json::json!({}), |probe| probe())
+        report(self.health.as_ref())
     }
 
     pub fn config(&self) -> &Config {
