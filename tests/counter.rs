@@ -466,9 +466,7 @@ fn a_cancelled_parcel_is_held_then_returned_to_the_customer() {
         &format!("/api/v1/bags/{bag_id}/parcels"),
         json!({"parcel_id": id}),
     );
-    wait_until("MQTT connected", Duration::from_secs(60), || {
-        (st.get("/api/v1/sync").1["mqtt_connected"] == true).then_some(())
-    });
+    st.wait_mqtt_connected();
     let cancel = json!({"command_id": "x-1", "type": "return.cancelled", "data": {"return_no": "RT-EXC-00001"}});
     publish(broker.port, COMMANDS, cancel.to_string().as_bytes());
     wait_until("held", Duration::from_secs(60), || {
@@ -659,9 +657,7 @@ fn a_provisional_acceptance_the_platform_does_not_know_is_held() {
         st.get(&format!("/api/v1/parcels/{provisional}")).1["provisional"],
         true
     );
-    wait_until("MQTT connected", Duration::from_secs(60), || {
-        (st.get("/api/v1/sync").1["mqtt_connected"] == true).then_some(())
-    });
+    st.wait_mqtt_connected();
     for (n, rn) in ["RT-GUESS-0001", "RT-KNOWN-0001"].iter().enumerate() {
         let cmd = json!({"command_id": format!("u-{n}"), "type": "return.unknown", "data": {"return_no": rn}});
         publish(broker.port, COMMANDS, cmd.to_string().as_bytes());

@@ -27,22 +27,6 @@ pub(crate) fn events_topic(n: usize) -> String {
     format!("yizhan/v1/stations/ST-F{n:04}/events")
 }
 
-pub(crate) fn sync_view(st: &TestStation) -> Value {
-    let (code, v) = st.get("/api/v1/sync");
-    assert_eq!(code, 200, "{v}");
-    v
-}
-
-/// A check-in without photos; one `parcel.accepted` event (plus the drop).
-pub(crate) fn quick_checkin(st: &TestStation, n: usize) {
-    let id = st.draft(&format!("RT-FLEET-{n:05}"), "clerk");
-    let (code, body) = st.post(
-        &format!("/api/v1/parcels/{id}/accept"),
-        json!({"waybill_no": format!("SF{:012}", n)}),
-    );
-    assert_eq!(code, 200, "{body}");
-}
-
 /// The last `seq` the station committed.
 pub(crate) fn last_seq(st: &TestStation) -> i64 {
     st.db()
@@ -79,11 +63,11 @@ fn fails_over_to_the_next_broker_and_loses_nothing() {
     ];
     let st = fleet_station(1, &urls, "reconnect_spread_ms = 200");
     wait_until("connected to the first broker", LONG, || {
-        let v = sync_view(&st);
+        let v = st.sync_view();
         (v["mqtt_connected"] == true && v["mqtt_broker"] == urls[0].as_str()).then_some(())
     });
     for n in 0..5 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FLEET", n);
     }
     let before = last_seq(&st);
     wait_until("the first events on the first broker", LONG, || {
@@ -91,15 +75,15 @@ fn fails_over_to_the_next_broker_and_loses_nothing() {
     });
     first.kill();
     for n in 5..10 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FLEET", n);
     }
     let all = last_seq(&st);
     wait_until("connected to the second broker", LONG, || {
-        let v = sync_view(&st);
+        let v = st.sync_view();
         (v["mqtt_connected"] == true && v["mqtt_broker"] == urls[1].as_str()).then_some(())
     });
     wait_until("every event delivered", LONG, || {
-        (sync_view(&st)["pending_events"] == 0).then_some(())
+        (st.sync_view()["pending_events"] == 0).then_some(())
     });
     let mut got = seqs_of(&sub_first.messages(), 1);
     got.extend(seqs_of(&sub_second.messages(), 1));
@@ -109,7 +93,7 @@ fn fails_over_to_the_next_broker_and_loses_nothing() {
         (before + 1..=all).all(|s| seqs_of(&sub_second.messages(), 1).contains(&s)),
         "the events after the failover went to the second broker"
     );
-    assert!(sync_view(&st)["mqtt_attempts_failed"].as_u64() >= Some(1));
+    assert!(st.sync_view()["mqtt_attempts_failed"].as_u64() >= Some(1));
 }
 
 /// After a broker restart, 20 stations reconnect spread over
@@ -125,10 +109,10 @@ fn reconnects_spread_over_the_window_after_a_broker_restart() {
     let fleet: Vec<TestStation> = (0..N)
         .map(|n| fleet_station(100 + n, &urls, "reconnect_spread_ms = 4000"))
         .collect();
-    let sessions = |st: &TestStation| sync_view(st)["mqtt_sessions"].as_u64().unwrap_or(0);
+    let sessions = |st: &TestStation| st.sync_view()["mqtt_sessions"].as_u64().unwrap_or(0);
     for st in &fleet {
         wait_until("the fleet connected", LONG, || {
-            (sessions(st) >= 1 && sync_view(st)["mqtt_connected"] == true).then_some(())
+            (sessions(st) >= 1 && st.sync_view()["mqtt_connected"] == true).then_some(())
         });
     }
     broker.restart();
@@ -136,7 +120,7 @@ fn reconnects_spread_over_the_window_after_a_broker_restart() {
         .iter()
         .map(|st| {
             wait_until("each station back", LONG, || {
-                let v = sync_view(st);
+                let v = st.sync_view();
                 (sessions(st) >= 2 && v["mqtt_connected"] == true)
                     .then(|| v["mqtt_connected_since"].as_str().map(str::to_owned))
                     .flatten()
@@ -178,9 +162,7 @@ fn retained_status_carries_version_devices_clock_and_disk() {
          path = \"/nonexistent/ttyUSB9\"\nbaud = 9600\nchannel = \"clerk\"\n",
         urls[0]
     ));
-    wait_until("connected", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true).then_some(())
-    });
+    st.wait_mqtt_connected();
     // A subscriber that comes later gets the retained status.
     let sub = Subscriber::start(broker.port, "yizhan/v1/stations/ST-F0900/status");
     let status = wait_until("the retained status", LONG, || {
@@ -247,7 +229,7 @@ fn diagnostics_upload_puts_status_db_check_and_log_once_per_command() {
         docs().iter().any(|(id, _)| id == "diag-2").then_some(())
     });
     wait_until("both commands handled", LONG, || {
-        (sync_view(&st)["commands_applied"].as_u64() >= Some(3)).then_some(())
+        (st.sync_view()["commands_applied"].as_u64() >= Some(3)).then_some(())
     });
     let ids: Vec<String> = docs().into_iter().map(|(id, _)| id).collect();
     assert_eq!(

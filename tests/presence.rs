@@ -46,15 +46,6 @@ fn wait_retained_online(port: u16, what: &str) {
     });
 }
 
-fn quick_checkin(st: &TestStation, n: usize) {
-    let id = st.draft(&format!("RT-PRES-{n:05}"), "clerk");
-    let (code, body) = st.post(
-        &format!("/api/v1/parcels/{id}/accept"),
-        json!({"waybill_no": format!("SF{:012}", n)}),
-    );
-    assert_eq!(code, 200, "{body}");
-}
-
 /// The late will, injected deterministically: while the station is
 /// connected the broker's retained status becomes `{"online":false}`, as
 /// when it publishes a dead connection's will after the new one announced
@@ -111,13 +102,10 @@ fn kill9_and_immediate_restart_ends_online_every_time() {
     for round in 0..4 {
         // A backlog, so that the kill lands in the middle of a drain.
         for n in 0..20 {
-            quick_checkin(&st, round * 100 + n);
+            st.quick_checkin("PRES", round * 100 + n);
         }
         proxy.set_open(true);
-        wait_until("connected", LONG, || {
-            let (_, v) = st.get("/api/v1/sync");
-            (v["mqtt_connected"] == true).then_some(())
-        });
+        st.wait_mqtt_connected();
         st.kill9();
         st.spawn();
         wait_retained_online(broker.port, &format!("online after restart {round}"));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fleet::{events_topic, fleet_station, last_seq, quick_checkin, seqs_of, sync_view};
+use crate::fleet::{events_topic, fleet_station, last_seq, seqs_of};
 use crate::platform::{Proxy, Subscriber, free_port, publish};
 use crate::tls::{Ca, last_error, station};
 use crate::util::wait_until;
@@ -244,14 +244,14 @@ fn rabbitmq_carries_events_commands_status_and_the_last_will() {
     let sub = Subscriber::start(node.mqtt_port, &events_topic(500));
     let mut st = fleet_station(500, &[node.url()], "");
     for n in 0..5 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FLEET", n);
     }
     let last = last_seq(&st);
     wait_until("every event at the platform", LONG, || {
         (seqs_of(&sub.messages(), 500) == (1..=last).collect::<HashSet<i64>>()).then_some(())
     });
     wait_until("every event marked delivered", LONG, || {
-        (sync_view(&st)["pending_events"] == 0).then_some(())
+        (st.sync_view()["pending_events"] == 0).then_some(())
     });
 
     let command = json!({"command_id": "rmq-1", "type": "manifest.refresh", "data": {}});
@@ -332,7 +332,7 @@ fn rabbitmq_node_killed_mid_drain_loses_no_event() {
         .collect();
     for (i, (st, _)) in fleet.iter().enumerate() {
         for n in 0..BACKLOG {
-            quick_checkin(st, i * 1000 + n);
+            st.quick_checkin("FLEET", i * 1000 + n);
         }
     }
     let lasts: Vec<i64> = fleet.iter().map(|(st, _)| last_seq(st)).collect();
@@ -353,7 +353,7 @@ fn rabbitmq_node_killed_mid_drain_loses_no_event() {
     victim.kill9();
     for (i, (st, urls)) in fleet.iter().enumerate() {
         wait_until("every backlog drained", LONG, || {
-            (sync_view(st)["pending_events"] == 0).then_some(())
+            (st.sync_view()["pending_events"] == 0).then_some(())
         });
         let want: HashSet<i64> = (1..=lasts[i]).collect();
         wait_until("every event at the platform", LONG, || {
@@ -365,7 +365,7 @@ fn rabbitmq_node_killed_mid_drain_loses_no_event() {
                 "station {i} had drained before the kill"
             );
             assert_eq!(
-                sync_view(st)["mqtt_broker"],
+                st.sync_view()["mqtt_broker"],
                 urls[1].as_str(),
                 "station {i} moved to the surviving node"
             );
@@ -380,13 +380,13 @@ fn rabbitmq_node_killed_mid_drain_loses_no_event() {
 fn rabbitmq_mutual_tls_delivers_and_refuses_a_station_without_a_certificate() {
     let c = cluster();
     let good = station("kiosk-rmq-tls", c.tls_port, &c.ca_file, Some(&c.client));
-    quick_checkin(&good, 1);
+    good.quick_checkin("FLEET", 1);
     wait_until("delivery over mTLS", LONG, || {
-        let v = sync_view(&good);
+        let v = good.sync_view();
         (v["mqtt_connected"] == true && v["pending_events"] == 0).then_some(())
     });
     let anonymous = station("kiosk-rmq-no-cert", c.tls_port, &c.ca_file, None);
     last_error(&anonymous);
-    assert_eq!(sync_view(&anonymous)["mqtt_connected"], false);
-    assert_eq!(sync_view(&good)["mqtt_connected"], true);
+    assert_eq!(anonymous.sync_view()["mqtt_connected"], false);
+    assert_eq!(good.sync_view()["mqtt_connected"], true);
 }

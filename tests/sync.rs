@@ -34,16 +34,9 @@ pub(crate) fn sync_toml(mqtt_port: Option<u16>, https: Option<&str>, extra_sync:
     t
 }
 
-/// The station's sync view.
-fn sync_view(st: &TestStation) -> Value {
-    let (code, v) = st.get("/api/v1/sync");
-    assert_eq!(code, 200, "{v}");
-    v
-}
-
 fn wait_drained(st: &TestStation) {
     wait_until("the outbox to drain", LONG, || {
-        let v = sync_view(st);
+        let v = st.sync_view();
         (v["pending_events"] == 0).then_some(())
     });
 }
@@ -81,16 +74,6 @@ fn checkin(st: &TestStation, n: usize) -> String {
     photo["sha256"].as_str().unwrap().to_owned()
 }
 
-/// A check-in without photos (stations configured with min_photos = 0).
-fn quick_checkin(st: &TestStation, n: usize) {
-    let id = st.draft(&format!("RT-FAST-{n:05}"), "clerk");
-    let (code, body) = st.post(
-        &format!("/api/v1/parcels/{id}/accept"),
-        json!({"waybill_no": format!("SF{:012}", n)}),
-    );
-    assert_eq!(code, 200, "{body}");
-}
-
 #[test]
 fn offline_then_online_every_event_and_photo_arrives() {
     const N: usize = 12;
@@ -105,7 +88,7 @@ fn offline_then_online_every_event_and_photo_arrives() {
     ));
     let shas: Vec<String> = (0..N).map(|n| checkin(&st, n)).collect();
 
-    let v = sync_view(&st);
+    let v = st.sync_view();
     assert_eq!(v["pending_events"], N, "{v}");
     assert_eq!(v["pending_photos"], N, "{v}");
     assert_eq!(v["online"], false, "{v}");
@@ -136,7 +119,7 @@ fn offline_then_online_every_event_and_photo_arrives() {
         .unwrap();
         assert_eq!(&stored, body, "the stored JPEG is what went up");
     }
-    let v = sync_view(&st);
+    let v = st.sync_view();
     assert_eq!(v["mqtt_connected"], true, "{v}");
     assert_eq!(v["pending_photos"], 0, "{v}");
     assert!(v["last_delivery_at"].is_string(), "{v}");
@@ -174,7 +157,7 @@ fn flaky_network_loses_nothing() {
         })
     };
     for n in 0..N {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
         if n % 10 == 0 {
             // Let the drain run into the chaos, not only after it.
             std::thread::sleep(Duration::from_millis(100));
@@ -202,7 +185,7 @@ fn kill9_mid_drain_loses_nothing() {
         sync_toml(Some(proxy.port), None, "max_bytes_per_s = 20000")
     ));
     for n in 0..N {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     proxy.set_open(true);
     wait_until("part of the backlog delivered", LONG, || {
@@ -227,13 +210,11 @@ fn broker_that_forgets_the_session_gets_everything_resent() {
         "[station]\nmin_photos = 0\n{}",
         sync_toml(Some(proxy.port), None, "events_via = \"mqtt\"")
     ));
-    wait_until("MQTT connected", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true).then_some(())
-    });
+    st.wait_mqtt_connected();
     // Publishes leave the station but no PUBACK comes back.
     proxy.stall(true);
     for n in 0..N as usize {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     // The broker dies with them; its successor knows no session at all.
     proxy.set_open(false);
@@ -257,13 +238,13 @@ fn rate_cap_never_starves_new_checkins() {
         sync_toml(Some(proxy.port), None, "max_bytes_per_s = 3000")
     ));
     for n in 0..BACKLOG {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     proxy.set_open(true);
     wait_until("the drain to start", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true && !sub.seqs().is_empty()).then_some(())
+        (st.sync_view()["mqtt_connected"] == true && !sub.seqs().is_empty()).then_some(())
     });
-    quick_checkin(&st, BACKLOG);
+    st.quick_checkin("FAST", BACKLOG);
     let live = BACKLOG as i64 + 1;
     wait_until("the new check-in's event", LONG, || {
         sub.seqs().contains(&live).then_some(())
@@ -291,7 +272,7 @@ fn auto_uses_https_while_mqtt_is_down_with_the_token_from_its_file() {
         token.path().display().to_string()
     ));
     for n in 0..5 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     wait_until("events over HTTPS", LONG, || {
         (platform.seqs() == (1..=5).collect()).then_some(())
@@ -299,17 +280,15 @@ fn auto_uses_https_while_mqtt_is_down_with_the_token_from_its_file() {
     wait_drained(&st);
     assert_eq!(platform.state.unauthorized.load(Ordering::SeqCst), 0);
     assert!(sub.messages().is_empty());
-    let v = sync_view(&st);
+    let v = st.sync_view();
     assert_eq!(
         (v["online"].clone(), v["mqtt_connected"].clone()),
         (json!(true), json!(false))
     );
 
     proxy.set_open(true);
-    wait_until("MQTT connected", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true).then_some(())
-    });
-    quick_checkin(&st, 5);
+    st.wait_mqtt_connected();
+    st.quick_checkin("FAST", 5);
     wait_until("the next event over MQTT", LONG, || {
         sub.seqs().contains(&6).then_some(())
     });
@@ -328,10 +307,10 @@ fn refused_events_become_dead_letters_an_operator_can_retry() {
         sync_toml(None, Some(&platform.base_url()), "")
     ));
     for n in 0..3 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     wait_until("a dead letter", LONG, || {
-        let v = sync_view(&st);
+        let v = st.sync_view();
         (v["dead_letters"] == 1 && v["pending_events"] == 0).then_some(())
     });
     assert_eq!(platform.seqs(), HashSet::from([1, 3]));
@@ -355,7 +334,7 @@ fn refused_events_become_dead_letters_an_operator_can_retry() {
         platform.seqs().contains(&2).then_some(())
     });
     wait_drained(&st);
-    assert_eq!(sync_view(&st)["dead_letters"], 0);
+    assert_eq!(st.sync_view()["dead_letters"], 0);
     let again = st.cli(&["outbox", "retry", "2"]);
     assert!(
         !again.status.success(),
@@ -370,7 +349,7 @@ fn platform_outage_is_retried_until_it_comes_back() {
         "[station]\nmin_photos = 0\n{}",
         sync_toml(None, Some(&platform.base_url()), "")
     ));
-    quick_checkin(&st, 0);
+    st.quick_checkin("FAST", 0);
     wait_until("failed attempts recorded", LONG, || {
         let attempts: i64 = st
             .db()
@@ -380,7 +359,7 @@ fn platform_outage_is_retried_until_it_comes_back() {
             .ok()?;
         (attempts >= 3).then_some(())
     });
-    let v = sync_view(&st);
+    let v = st.sync_view();
     assert_eq!(v["pending_events"], 1, "{v}");
     assert!(
         v["https_last_error"].as_str().unwrap().contains("503"),
@@ -412,14 +391,12 @@ fn commands_apply_once_and_bad_ones_are_skipped() {
         )
     ));
     st.import_manifest(manifest_of(&["RT-CANCEL-1"]));
-    wait_until("MQTT connected", LONG, || {
-        (sync_view(&st)["mqtt_connected"] == true).then_some(())
-    });
+    st.wait_mqtt_connected();
     // The manifest was pulled at start: every page of it (a pull asks
     // again until a page brings nothing new, so counting GETs before it
     // ends would let the last one pass for the refresh below).
     wait_until("manifest pulled", LONG, || {
-        sync_view(&st)["manifest_last_pull_at"]
+        st.sync_view()["manifest_last_pull_at"]
             .is_string()
             .then_some(())
     });
@@ -612,7 +589,7 @@ fn uploaded_photo_files_are_purged_after_retention_and_rows_stay() {
     ));
     let sha = checkin(&st, 7);
     wait_until("the photo uploaded", LONG, || {
-        (sync_view(&st)["uploaded_photos"] == 1).then_some(())
+        (st.sync_view()["uploaded_photos"] == 1).then_some(())
     });
     let file = st
         .data_dir()
@@ -716,16 +693,14 @@ fn mqtt_password_comes_from_its_file_and_is_never_logged() {
         ))
     };
     let good = station("kiosk-a", "pa55-word-x");
-    wait_until("connected with the password", LONG, || {
-        (sync_view(&good)["mqtt_connected"] == true).then_some(())
-    });
+    good.wait_mqtt_connected();
     let bad = station("kiosk-b", "wrong-pa55");
     let err = wait_until("a refused login", LONG, || {
-        sync_view(&bad)["mqtt_last_error"]
+        bad.sync_view()["mqtt_last_error"]
             .as_str()
             .map(str::to_owned)
     });
-    assert_eq!(sync_view(&bad)["mqtt_connected"], false, "{err}");
+    assert_eq!(bad.sync_view()["mqtt_connected"], false, "{err}");
     for st in [&good, &bad] {
         let log = st.log_text();
         assert!(
@@ -749,10 +724,10 @@ fn delivered_events_are_pruned_after_their_retention_and_no_other() {
         sync_toml(None, Some(&platform.base_url()), "events_via = \"https\"")
     ));
     for n in 0..12 {
-        quick_checkin(&st, n);
+        st.quick_checkin("FAST", n);
     }
     wait_until("11 delivered, 1 dead letter", LONG, || {
-        let v = sync_view(&st);
+        let v = st.sync_view();
         (v["dead_letters"] == 1 && v["pending_events"] == 0).then_some(())
     });
     assert!(st.terminate());
@@ -762,7 +737,7 @@ fn delivered_events_are_pruned_after_their_retention_and_no_other() {
         .push(("YIZHAN_CLOCK_OFFSET_S".into(), (31 * 86_400).to_string()));
     st.spawn();
     st.wait_for_log("pruned delivered events", LONG);
-    quick_checkin(&st, 12);
+    st.quick_checkin("FAST", 12);
     let kept: Vec<i64> = {
         let db = st.db();
         let mut stmt = db.prepare("SELECT seq FROM events ORDER BY seq").unwrap();
@@ -796,7 +771,7 @@ fn a_refusing_platform_is_not_retried_blindly() {
         *platform.state.events_status.lock().unwrap() = Some(status);
         let before = platform.state.event_posts.load(Ordering::SeqCst);
         // Something to send, so that the station tries.
-        quick_checkin(&st, 9_000 + status as usize);
+        st.quick_checkin("FAST", 9_000 + status as usize);
         std::thread::sleep(window);
         platform.state.event_posts.load(Ordering::SeqCst) - before
     };
@@ -848,7 +823,7 @@ fn broker_restarts_without_persistence_lose_no_event() {
         // A backlog while the station is cut off…
         proxy.set_open(false);
         for _ in 0..30 {
-            quick_checkin(&st, n);
+            st.quick_checkin("FAST", n);
             n += 1;
         }
         proxy.set_open(true);

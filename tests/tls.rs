@@ -10,7 +10,6 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
-use serde_json::Value;
 
 use crate::platform::{Broker, BrokerTls};
 use crate::util::{TestStation, wait_until};
@@ -86,14 +85,12 @@ pub(crate) fn station(
     TestStation::start_with(&mqtt)
 }
 
-pub(crate) fn sync_view(st: &TestStation) -> Value {
-    st.get("/api/v1/sync").1
-}
-
 /// Waits until the station has tried and failed at least once.
 pub(crate) fn last_error(st: &TestStation) -> String {
     wait_until("a failed TLS connection", Duration::from_secs(30), || {
-        sync_view(st)["mqtt_last_error"].as_str().map(str::to_owned)
+        st.sync_view()["mqtt_last_error"]
+            .as_str()
+            .map(str::to_owned)
     })
 }
 
@@ -120,7 +117,7 @@ fn mutual_tls_connects_and_a_wrong_ca_or_missing_client_cert_does_not() {
     );
     assert_eq!(code, 200);
     wait_until("delivery over mTLS", Duration::from_secs(30), || {
-        let v = sync_view(&good);
+        let v = good.sync_view();
         (v["mqtt_connected"] == true && v["pending_events"] == 0).then_some(())
     });
 
@@ -139,14 +136,14 @@ fn mutual_tls_connects_and_a_wrong_ca_or_missing_client_cert_does_not() {
         err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
         "{err}"
     );
-    assert_eq!(sync_view(&wrong)["mqtt_connected"], false);
+    assert_eq!(wrong.sync_view()["mqtt_connected"], false);
 
     // The right CA but no client certificate: the broker refuses us.
     let anonymous = station("kiosk-no-cert", broker.port, &ca_file, None);
     last_error(&anonymous);
-    assert_eq!(sync_view(&anonymous)["mqtt_connected"], false);
-    assert_eq!(sync_view(&anonymous)["pending_events"], 0);
-    assert_eq!(sync_view(&good)["mqtt_connected"], true);
+    assert_eq!(anonymous.sync_view()["mqtt_connected"], false);
+    assert_eq!(anonymous.sync_view()["pending_events"], 0);
+    assert_eq!(good.sync_view()["mqtt_connected"], true);
 }
 
 #[test]
@@ -256,7 +253,7 @@ fn https_with_mutual_tls_delivers_and_a_wrong_ca_does_not() {
         "delivery over HTTPS with mTLS",
         Duration::from_secs(30),
         || {
-            let v = sync_view(&good);
+            let v = good.sync_view();
             (v["pending_events"] == 0 && v["https_reachable"] == true).then_some(())
         },
     );
@@ -277,11 +274,11 @@ fn https_with_mutual_tls_delivers_and_a_wrong_ca_does_not() {
         serde_json::json!({"waybill_no": "SF000000000078"}),
     );
     let err = wait_until("a refused TLS handshake", Duration::from_secs(30), || {
-        sync_view(&bad)["https_last_error"]
+        bad.sync_view()["https_last_error"]
             .as_str()
             .map(str::to_owned)
     });
-    assert_eq!(sync_view(&bad)["pending_events"], 1, "{err}");
+    assert_eq!(bad.sync_view()["pending_events"], 1, "{err}");
     assert_eq!(
         platform.seqs().len(),
         1,

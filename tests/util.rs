@@ -370,6 +370,32 @@ impl TestStation {
         body
     }
 
+    /// scan → accept without photos (stations with `min_photos = 0`): one
+    /// `parcel.accepted` event for return `RT-{prefix}-{n:05}`, waybill
+    /// `SF{n:012}`.
+    pub fn quick_checkin(&self, prefix: &str, n: usize) {
+        let id = self.draft(&format!("RT-{prefix}-{n:05}"), "clerk");
+        let (status, body) = self.post(
+            &format!("/api/v1/parcels/{id}/accept"),
+            json!({"waybill_no": format!("SF{n:012}")}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// The station's sync view (`GET /api/v1/sync`).
+    pub fn sync_view(&self) -> Value {
+        let (status, v) = self.get("/api/v1/sync");
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Waits until the station reports an MQTT session.
+    pub fn wait_mqtt_connected(&self) {
+        wait_until("an MQTT session", Duration::from_secs(60), || {
+            (self.sync_view()["mqtt_connected"] == true).then_some(())
+        });
+    }
+
     /// Runs the CLI against this station's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         yizhan()
