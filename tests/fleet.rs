@@ -193,13 +193,7 @@ fn diagnostics_upload_puts_status_db_check_and_log_once_per_command() {
     // publishes its status: once the status is here, so is the
     // subscription (a command sent before it would have no session yet).
     let status = Subscriber::start(broker.port, "yizhan/v1/stations/ST-F0901/status");
-    wait_until("the station's status", LONG, || {
-        status
-            .messages()
-            .iter()
-            .any(|m| m["online"] == true)
-            .then_some(())
-    });
+    status.wait_for("the station's status", LONG, |m| m["online"] == true);
     let topic = "yizhan/v1/stations/ST-F0901/commands";
     let command = json!({"command_id": "diag/1 ?", "type": "diagnostics.upload", "data": {}});
     publish(broker.port, topic, command.to_string().as_bytes());

@@ -220,6 +220,19 @@ impl Subscriber {
         self.received.lock().unwrap().clone()
     }
 
+    /// Waits until a message received so far matches `pred`; returns the
+    /// first that does.
+    pub fn wait_for(&self, what: &str, deadline: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_until(what, deadline, || {
+            self.received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| pred(m))
+                .cloned()
+        })
+    }
+
     /// Distinct `seq` numbers received so far.
     pub fn seqs(&self) -> HashSet<i64> {
         self.messages()

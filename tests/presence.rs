@@ -125,13 +125,7 @@ fn a_clean_stop_stays_offline() {
         station_toml(broker.port),
         free_port()
     ));
-    wait_until("online", LONG, || {
-        presence
-            .messages()
-            .iter()
-            .any(|m| m["online"] == true)
-            .then_some(())
-    });
+    presence.wait_for("online", LONG, |m| m["online"] == true);
     // Stopped before the extra status after connecting is due.
     assert!(st.terminate(), "clean exit");
     wait_until("offline", FEW, || {

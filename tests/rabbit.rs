@@ -275,21 +275,11 @@ fn rabbitmq_carries_events_commands_status_and_the_last_will() {
     // Retained messages are kept per node in RabbitMQ 3.x: a subscriber
     // on the node the station uses gets the retained status.
     let status = Subscriber::start(node.mqtt_port, "yizhan/v1/stations/ST-F0500/status");
-    wait_until("the retained online status", LONG, || {
-        status
-            .messages()
-            .iter()
-            .any(|m| m["online"] == true && m["version"].is_string())
-            .then_some(())
+    status.wait_for("the retained online status", LONG, |m| {
+        m["online"] == true && m["version"].is_string()
     });
     st.kill9();
-    wait_until("the last will", LONG, || {
-        status
-            .messages()
-            .iter()
-            .any(|m| m["online"] == false)
-            .then_some(())
-    });
+    status.wait_for("the last will", LONG, |m| m["online"] == false);
 }
 
 /// Stations on two nodes of the cluster, each draining a backlog; one node

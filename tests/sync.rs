@@ -436,12 +436,8 @@ fn commands_apply_once_and_bad_ones_are_skipped() {
         let (_, p) = st.get(&format!("/api/v1/parcels/{id}"));
         (p["state"] == "held").then_some(())
     });
-    wait_until("the held event delivered", LONG, || {
-        events
-            .messages()
-            .iter()
-            .any(|e| e["type"] == "parcel.held" && e["parcel_id"] == id.as_str())
-            .then_some(())
+    events.wait_for("the held event delivered", LONG, |e| {
+        e["type"] == "parcel.held" && e["parcel_id"] == id.as_str()
     });
     assert_eq!(st.scan("RT-CANCEL-1", "clerk")["reason"], "cancelled");
 
@@ -503,12 +499,7 @@ fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
         crate::platform::free_port(),
         sync_toml(Some(proxy.port), None, "")
     ));
-    let online = wait_until("an online status", LONG, || {
-        presence
-            .messages()
-            .into_iter()
-            .find(|m| m["online"] == true)
-    });
+    let online = presence.wait_for("an online status", LONG, |m| m["online"] == true);
     for key in [
         "version",
         "pending_events",
@@ -520,12 +511,7 @@ fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
     }
     // A late subscriber gets the retained message.
     let late = Subscriber::start(broker.port, STATUS);
-    wait_until("the retained status", LONG, || {
-        late.messages()
-            .iter()
-            .any(|m| m["online"] == true)
-            .then_some(())
-    });
+    late.wait_for("the retained status", LONG, |m| m["online"] == true);
 
     let metrics = st.get_text("/metrics");
     assert!(
@@ -543,13 +529,7 @@ fn presence_is_retained_with_a_last_will_and_visible_everywhere() {
 
     // Killed without a goodbye: the broker publishes the last will.
     st.kill9();
-    wait_until("the last will", LONG, || {
-        presence
-            .messages()
-            .iter()
-            .any(|m| *m == json!({"online": false}))
-            .then_some(())
-    });
+    presence.wait_for("the last will", LONG, |m| *m == json!({"online": false}));
 }
 
 /// A clean stop says goodbye, and every sync task ends by itself rather
@@ -560,13 +540,7 @@ fn clean_shutdown_says_offline() {
     let presence = Subscriber::start(broker.port, STATUS);
     let proxy = Proxy::start(broker.port, true);
     let mut st = TestStation::start_with(&sync_toml(Some(proxy.port), None, ""));
-    wait_until("online", LONG, || {
-        presence
-            .messages()
-            .iter()
-            .any(|m| m["online"] == true)
-            .then_some(())
-    });
+    presence.wait_for("online", LONG, |m| m["online"] == true);
     assert!(st.terminate(), "clean exit");
     wait_until("offline", Duration::from_secs(5), || {
         presence
@@ -641,13 +615,7 @@ fn events_via_https_still_takes_commands_and_presence_over_mqtt() {
             "events_via = \"https\""
         )
     ));
-    wait_until("online presence", LONG, || {
-        presence
-            .messages()
-            .iter()
-            .any(|m| m["online"] == true)
-            .then_some(())
-    });
+    presence.wait_for("online presence", LONG, |m| m["online"] == true);
     let authorize = json!({"command_id": "h-1", "type": "return.authorized",
         "data": {"return": {"return_no": "RT-VIA-HTTPS", "merchant_id": "M1", "status": "authorized"}}});
     publish(broker.port, COMMANDS, authorize.to_string().as_bytes());
